@@ -1,0 +1,1 @@
+"""Agent runs: resolving agents, assembling prompts, running a model and emitting events."""

@@ -1,0 +1,1 @@
+"""HTTP routes. Each module registers one concept's routes on the Quart app."""

@@ -1,0 +1,72 @@
+"""Response helpers and the authentication guard shared by the HTTP routes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from quart import Request, Response
+
+from gateway.auth import Authenticator, bearer_secret, is_loopback
+from gateway.errors import GatewayError, error_body
+
+logger = logging.getLogger("gateway.http")
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        _dumps(body).encode(), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    return json_response(error.body(), error.status, {**error.headers(), **(headers or {})})
+
+
+def not_found() -> Response:
+    """The answer for an unknown path or a disabled endpoint: plain ``Not Found``."""
+    return Response("Not Found", status=404, content_type="text/plain; charset=utf-8")
+
+
+def method_not_allowed(allow: str) -> Response:
+    body = error_body("Method Not Allowed", "invalid_request_error")
+    return json_response(body, 405, {"Allow": allow})
+
+
+class AuthGuard:
+    """Applies the shared-secret check to an HTTP request."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self.authenticator = authenticator
+
+    def __call__(self, request: Request) -> Response | None:
+        """``None`` when the request may proceed, else the 401/429 response to send."""
+        client = request.scope.get("client")
+        address = client[0] if client else None
+        if self.authenticator.mode == "none":
+            server = request.scope.get("server")
+            if server and not is_loopback(server[0]):
+                logger.error("auth mode none refused on a non-loopback listener (%s)", server[0])
+                return _unauthorized()
+            return None
+        result = self.authenticator.check(
+            bearer_secret(request.headers.get("Authorization")), address
+        )
+        if result.ok:
+            return None
+        if result.outcome == "locked":
+            error = GatewayError(
+                "Too many failed authentication attempts; try again later.",
+                status=429,
+                type_="rate_limited",
+                retry_after=result.retry_after,
+            )
+            return error_response(error)
+        return _unauthorized()
+
+
+def _unauthorized() -> Response:
+    return json_response(error_body("Unauthorized", "unauthorized"), 401)

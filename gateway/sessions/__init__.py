@@ -1,0 +1,1 @@
+"""Durable sessions: transcripts, FIFO lanes per session key and the concurrency cap."""
