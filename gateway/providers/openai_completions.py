@@ -1,0 +1,223 @@
+"""The ``openai-completions`` provider: any OpenAI-compatible Chat Completions upstream.
+
+``POST {baseUrl}/chat/completions`` (``baseUrl`` usually ends in ``/v1``). The upstream is always
+asked to stream, with ``stream_options.include_usage``, whatever the client asked for: one code
+path, early failure detection and prompt cancellation. Messages go through in the OpenAI shape
+(``tool_calls``, ``tool_call_id``, image parts); ``request.system`` becomes a leading system
+message; every key of ``request.params`` is forwarded as is (the caller validated them).
+
+Translation decisions (``OpenAIStream``):
+
+- Only choice 0 is read (the gateway rejects ``n`` > 1). ``content`` and ``refusal`` become
+  ``TextDelta``s; ``reasoning_content`` (DeepSeek, vLLM) is dropped: the event model has no place
+  for it.
+- Tool calls are renumbered from 0 in order of appearance, so the index is the same whatever the
+  upstream counted; a call without an ``id`` gets ``call_<random>``; only the first delta of a call
+  carries ``id`` and ``name``, even if the upstream repeats them.
+- ``Usage``: the last usage the upstream reported, emitted once, right before ``Finish``.
+- ``Finish``: exactly one, after the body ended. The upstream's ``finish_reason`` wins
+  (``function_call`` is read as ``tool_calls``, unknown values as ``stop``). A stream that ended,
+  with or without ``[DONE]``, after some output but without a finish reason finishes with
+  ``tool_calls`` if it produced tool calls, else ``stop``: the upstream closed cleanly, so the
+  output is taken as complete. A stream that carried no chunk at all is a ``protocol`` error.
+- ``{"error": ...}`` inside the stream raises ``ProviderError`` (kind from its code/type); a data
+  line that is not JSON is a ``protocol`` error.
+- A 2xx JSON answer (an upstream that ignores ``stream``) is accepted and translated the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from gateway.agents.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from gateway.providers.base import Emit, ModelRequest, ProviderError
+from gateway.providers.upstream_errors import error_from_event
+from gateway.providers.upstream_http import UpstreamHttp
+from gateway.providers.upstream_sse import SSEEvent
+from gateway.settings import ProviderSettings
+
+__all__ = ["OpenAICompletionsProvider", "OpenAIStream", "build_body"]
+
+_JSON_LIMIT = 32 * 1024 * 1024
+_FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
+
+
+def build_body(request: ModelRequest) -> dict[str, Any]:
+    """The upstream request document for ``request`` (always streaming, usage included)."""
+    messages: list[Any] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend(request.messages)
+    body: dict[str, Any] = dict(request.params)
+    body["model"] = request.model
+    body["messages"] = messages
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+    return body
+
+
+class OpenAIStream:
+    """Translates one upstream answer (stream chunks or a whole completion) into events."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.done = False  # saw [DONE]
+        self._seen_chunk = False
+        self._finish_reason: str | None = None
+        self._usage: Usage | None = None
+        self._tool_index: dict[int, int] = {}  # upstream index -> ours
+
+    def feed(self, event: SSEEvent) -> list[ProviderEvent]:
+        """Events for one SSE event; ``[DONE]`` sets ``done``. Raises ``ProviderError``."""
+        data = event.data.strip()
+        if self.done or not data:
+            return []
+        if data == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ProviderError(
+                "protocol",
+                f"Provider '{self.provider}' sent an invalid stream chunk: {data[:100]!r}",
+                provider=self.provider,
+            ) from None
+        if event.event == "error" and isinstance(chunk, dict) and "error" not in chunk:
+            chunk = {"error": chunk}
+        return self.feed_chunk(chunk)
+
+    def feed_chunk(self, chunk: Any) -> list[ProviderEvent]:
+        """Events for one parsed chunk (or a whole non-streamed completion)."""
+        if not isinstance(chunk, dict):
+            raise ProviderError(
+                "protocol",
+                f"Provider '{self.provider}' sent a chunk that is not an object",
+                provider=self.provider,
+            )
+        if chunk.get("error"):
+            raise error_from_event(self.provider, chunk["error"])
+        self._seen_chunk = True
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._usage = Usage(
+                prompt_tokens=_int(usage.get("prompt_tokens")),
+                completion_tokens=_int(usage.get("completion_tokens")),
+            )
+        events: list[ProviderEvent] = []
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                events.extend(self._choice(choice))
+        return events
+
+    def finish(self) -> list[ProviderEvent]:
+        """The closing events (``Usage`` if reported, then ``Finish``) once the body ended."""
+        if not self._seen_chunk:
+            raise ProviderError(
+                "protocol",
+                f"Provider '{self.provider}' ended its stream without any data",
+                provider=self.provider,
+            )
+        reason = self._finish_reason
+        if reason is None:
+            reason = "tool_calls" if self._tool_index else "stop"
+        events: list[ProviderEvent] = [] if self._usage is None else [self._usage]
+        events.append(Finish(reason))
+        return events
+
+    def _choice(self, choice: dict[str, Any]) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = []
+        # "delta" in a stream chunk, "message" in a whole completion.
+        delta = choice.get("delta") or choice.get("message") or {}
+        if isinstance(delta, dict):
+            for key in ("content", "refusal"):
+                text = delta.get(key)
+                if isinstance(text, str) and text:
+                    events.append(TextDelta(text))
+            for position, call in enumerate(delta.get("tool_calls") or ()):
+                if isinstance(call, dict):
+                    events.append(self._tool_call(position, call))
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            if reason == "function_call":
+                reason = "tool_calls"
+            self._finish_reason = reason if reason in _FINISH_REASONS else "stop"
+        return events
+
+    def _tool_call(self, position: int, call: dict[str, Any]) -> ToolCallDelta:
+        upstream_index = call.get("index")
+        if not isinstance(upstream_index, int):
+            upstream_index = position  # whole completions (and some servers) omit it
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # a few servers send parsed arguments
+            arguments = json.dumps(arguments)
+        arguments = arguments if isinstance(arguments, str) else ""
+        index = self._tool_index.get(upstream_index)
+        if index is not None:
+            return ToolCallDelta(index, arguments)
+        index = self._tool_index[upstream_index] = len(self._tool_index)
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            call_id = f"call_{uuid.uuid4().hex[:24]}"
+        name = function.get("name")
+        return ToolCallDelta(
+            index, arguments, id=call_id, name=name if isinstance(name, str) else ""
+        )
+
+
+class OpenAICompletionsProvider:
+    """A ``Provider`` for an OpenAI-compatible upstream; one connection pool per instance."""
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self._settings = settings
+        self._http = UpstreamHttp(settings)
+        self._url = settings.base_url.rstrip("/") + "/chat/completions"
+
+    @property
+    def id(self) -> str:
+        return self._settings.id
+
+    async def stream(self, request: ModelRequest, emit: Emit) -> None:
+        """Stream ``request`` from the upstream, emitting events in order, then one ``Finish``.
+
+        Raises ``ProviderError``. On cancellation (in any phase, also while ``emit`` waits) the
+        upstream connection is closed before the cancellation propagates.
+        """
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self._settings.api_key:
+            headers["Authorization"] = f"Bearer {self._settings.api_key}"
+        headers.update(self._settings.headers)
+        body = json.dumps(build_body(request), ensure_ascii=False, separators=(",", ":"))
+        translator = OpenAIStream(self.id)
+        async with self._http.open_stream(
+            self._url, body=body.encode(), headers=headers
+        ) as upstream:
+            if "json" in upstream.content_type.lower():
+                document = _parse_json(self.id, await upstream.read_all(_JSON_LIMIT))
+                for event in translator.feed_chunk(document):
+                    await emit(event)
+            else:
+                await upstream.relay_events(translator, emit)
+        for event in translator.finish():
+            await emit(event)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _parse_json(provider: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ProviderError(
+            "protocol", f"Provider '{provider}' sent invalid JSON", provider=provider
+        ) from None
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,219 @@
+"""What the fake upstream sends: the ``Script`` knobs and the ``Step``s a stream is made of. Pure.
+
+A ``Script`` describes one answer (see it for every knob). ``fake_upstream_render`` turns it into
+each API's documents; a stream becomes a list of ``Step``s the server executes in order: ``Send``
+bytes, ``Sleep``, or a fault (``Hang``, ``Reset``, ``Close``). ``assemble_steps`` places the
+script's delays and its mid-stream fault between the frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "FAULTS",
+    "Close",
+    "FakeToolCall",
+    "Fault",
+    "Hang",
+    "Reset",
+    "Script",
+    "Send",
+    "Sleep",
+    "Step",
+    "assemble_steps",
+    "call_id",
+    "fragments",
+    "frame",
+    "line_ends",
+]
+
+Fault: TypeAlias = Literal[
+    "hang_before_headers",  # read the request, then never answer
+    "close_before_headers",  # read the request, then close the connection without answering
+    "hang_mid_stream",  # after ``fault_after`` content frames, send nothing more (socket open)
+    "reset_mid_stream",  # after ``fault_after`` frames, reset the TCP connection (RST)
+    "close_mid_stream",  # after ``fault_after`` frames, close (FIN) inside the chunked body
+    "malformed_sse",  # a line that is no SSE field, then carry on normally
+    "invalid_json",  # a data line that is not JSON, then carry on
+    "error_event",  # an API error event mid-stream, then end the body (no [DONE])
+    "no_done",  # end without ``[DONE]`` (OpenAI) / ``message_stop`` (Anthropic)
+]
+FAULTS: tuple[str, ...] = Fault.__args__  # type: ignore[attr-defined]
+
+_WORDS = re.compile(r"\s*\S+|\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class FakeToolCall:
+    """A tool call the fake model makes (``arguments`` is streamed in small fragments)."""
+
+    name: str
+    arguments: str = "{}"
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One answer of the fake upstream. Times are in seconds.
+
+    Content: ``text`` (exact text, split into word tokens), else ``tokens`` tokens
+    ``"w0 w1 ..."``; ``tool_calls``; ``finish_reason`` (default: the natural one for the API),
+    ``omit_finish`` to send none; ``include_usage`` (``None``: OpenAI as the request's
+    ``stream_options`` asks, Anthropic always), ``prompt_tokens``; ``force_json`` answers one JSON
+    document even to a streaming request (like a proxy that drops ``stream``).
+    Timing: ``headers_delay`` before the response headers, ``first_token_delay`` between headers
+    and the first body byte (the opening frames go with the first token), ``token_delay``
+    between content frames.
+    Errors: ``status`` other than 200 answers ``error_message`` in the API's JSON error shape (with
+    ``error_type``), or ``error_body`` verbatim; ``error_content_type`` containing ``html`` sends an
+    nginx-style HTML page; ``retry_after`` adds that header.
+    Faults: ``fault`` (see ``Fault``) after ``fault_after`` content frames.
+    Framing: ``crlf`` line ends, ``comments`` (a ``: keep-alive`` comment before every event),
+    ``split_bytes`` (write every event in pieces of that many bytes, to split lines across reads).
+    """
+
+    text: str | None = None
+    tokens: int = 5
+    tool_calls: tuple[FakeToolCall, ...] = ()
+    finish_reason: str | None = None
+    omit_finish: bool = False
+    include_usage: bool | None = None
+    prompt_tokens: int = 11
+    force_json: bool = False
+    headers_delay: float = 0.0
+    first_token_delay: float = 0.0
+    token_delay: float = 0.0
+    status: int = 200
+    error_message: str = "fake upstream error"
+    error_type: str | None = None
+    error_body: str | None = None
+    error_content_type: str = "application/json"
+    retry_after: str | None = None
+    fault: Fault | None = None
+    fault_after: int = 1
+    crlf: bool = False
+    comments: bool = False
+    split_bytes: int = 0
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Script:
+        """This script with fields replaced from a JSON object (``tool_calls`` as objects).
+
+        Raises ``ValueError`` for an unknown field or fault.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ValueError(f"unknown fake knob(s): {', '.join(sorted(unknown))}")
+        changes = dict(overrides)
+        if "tool_calls" in changes:
+            changes["tool_calls"] = tuple(FakeToolCall(**call) for call in changes["tool_calls"])
+        if changes.get("fault") not in (None, *FAULTS):
+            raise ValueError(f"unknown fault {changes['fault']!r}")
+        return dataclasses.replace(self, **changes)
+
+    def pieces(self) -> list[str]:
+        """The text tokens, in order; joined they are exactly the text sent."""
+        text = self.text if self.text is not None else " ".join(f"w{i}" for i in range(self.tokens))
+        return _WORDS.findall(text)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.pieces()) + len(self.tool_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+    content: bool = False  # a content frame (counted for ``fault_after`` and delays)
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    pass
+
+
+Step: TypeAlias = Send | Sleep | Hang | Reset | Close
+
+
+def assemble_steps(
+    script: Script,
+    *,
+    opening: list[bytes],
+    content: list[bytes],
+    closing: list[bytes],
+    end: list[bytes],
+    error: bytes,
+) -> list[Step]:
+    """Assemble frames with the script's delays and its mid-stream fault."""
+    # The opening frames travel with the first token, as OpenAI sends its role chunk: until
+    # then the body is silent, which is what a slow model looks like on the wire.
+    steps: list[Step] = [Sleep(script.first_token_delay)] if script.first_token_delay > 0 else []
+    steps.extend(Send(data) for data in opening)
+    # A fault beyond the last content frame happens right after it.
+    fault_at = min(script.fault_after, len(content)) if script.fault else -1
+    for number, data in enumerate([*content, None]):
+        if number == fault_at:
+            if script.fault == "hang_mid_stream":
+                return [*steps, Hang()]
+            if script.fault == "reset_mid_stream":
+                return [*steps, Reset()]
+            if script.fault == "close_mid_stream":
+                return [*steps, Close()]
+            if script.fault == "error_event":
+                return [*steps, Send(error)]
+            if script.fault == "malformed_sse":
+                steps.append(Send(line_ends(b"this line is not an SSE field\n\n", script)))
+            if script.fault == "invalid_json":
+                steps.append(Send(line_ends(b"data: {not json\n\n", script)))
+        if data is None:
+            break
+        if number > 0 and script.token_delay > 0:
+            steps.append(Sleep(script.token_delay))
+        steps.append(Send(data, content=True))
+    steps.extend(Send(data) for data in closing)
+    if script.fault != "no_done":
+        steps.extend(Send(data) for data in end)
+    return steps
+
+
+def frame(document: object, script: Script, event: str | None = None) -> bytes:
+    """One SSE event (``document`` JSON-encoded unless a string) in the script's framing."""
+    data = document if isinstance(document, str) else json.dumps(document)
+    text = f"event: {event}\ndata: {data}\n\n" if event else f"data: {data}\n\n"
+    if script.comments:
+        text = ": keep-alive\n\n" + text
+    return line_ends(text.encode(), script)
+
+
+def line_ends(data: bytes, script: Script) -> bytes:
+    return data.replace(b"\n", b"\r\n") if script.crlf else data
+
+
+def fragments(arguments: str, size: int = 8) -> list[str]:
+    """Tool-call arguments cut in small pieces, as models stream them."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
+
+def call_id(call: FakeToolCall, index: int, prefix: str) -> str:
+    return call.id or f"{prefix}_fake_{index}"

@@ -1,0 +1,113 @@
+"""Helpers for provider tests: settings pointing at a fake upstream, and event collection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from gateway.agents.events import ProviderEvent, TextDelta, ToolCallDelta
+from gateway.providers.anthropic_messages import AnthropicMessagesProvider
+from gateway.providers.base import ModelRequest, Provider
+from gateway.providers.openai_completions import OpenAICompletionsProvider
+from gateway.settings import ModelSettings, ProviderApi, ProviderSettings
+from gateway.types import ChatMessage
+
+PROVIDERS: dict[ProviderApi, Any] = {
+    "openai-completions": OpenAICompletionsProvider,
+    "anthropic-messages": AnthropicMessagesProvider,
+}
+
+
+def settings_for(
+    base_url: str,
+    api: ProviderApi = "openai-completions",
+    *,
+    provider_id: str = "fake",
+    models: Sequence[ModelSettings] = (),
+    **fields: Any,
+) -> ProviderSettings:
+    return ProviderSettings(
+        id=provider_id, api=api, base_url=base_url, models=tuple(models), **fields
+    )
+
+
+@asynccontextmanager
+async def open_provider(settings: ProviderSettings) -> AsyncIterator[Provider]:
+    provider: Provider = PROVIDERS[settings.api](settings)
+    try:
+        yield provider
+    finally:
+        await provider.aclose()
+
+
+def user(text: str = "hi") -> ChatMessage:
+    return {"role": "user", "content": text}
+
+
+def request(
+    *messages: ChatMessage, model: str = "m", system: str | None = None, **params: Any
+) -> ModelRequest:
+    return ModelRequest(
+        model=model, messages=list(messages) or [user()], system=system, params=params
+    )
+
+
+async def collect(provider: Provider, req: ModelRequest | None = None) -> list[ProviderEvent]:
+    events: list[ProviderEvent] = []
+
+    async def emit(event: ProviderEvent) -> None:
+        events.append(event)
+
+    await provider.stream(req or request(), emit)
+    return events
+
+
+def text_of(events: Sequence[ProviderEvent]) -> str:
+    return "".join(event.text for event in events if isinstance(event, TextDelta))
+
+
+def tool_calls_of(events: Sequence[ProviderEvent]) -> list[dict[str, Any]]:
+    """Tool calls assembled from deltas, checking id/name come only on the first delta."""
+    calls: list[dict[str, Any]] = []
+    for event in events:
+        if not isinstance(event, ToolCallDelta):
+            continue
+        if event.index == len(calls):
+            assert event.id and event.name is not None
+            calls.append({"id": event.id, "name": event.name, "arguments": event.arguments})
+        else:
+            assert event.id is None and event.name is None
+            calls[event.index]["arguments"] += event.arguments
+    for call in calls:
+        json.loads(call["arguments"])
+    return calls
+
+
+@asynccontextmanager
+async def unanswered_listener() -> AsyncIterator[int]:
+    """A port whose accept queue is full, so connecting to it hangs in the SYN phase."""
+    listener = trio.socket.socket()
+    clients: list[trio.socket.SocketType] = []
+    try:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(16):
+            client = trio.socket.socket()
+            clients.append(client)
+            with trio.move_on_after(0.2) as waiting:
+                await client.connect(("127.0.0.1", port))
+            if waiting.cancelled_caught:
+                break
+        else:  # pragma: no cover
+            pytest.skip("the kernel accepted every connection: cannot make connect hang")
+        yield port
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
