@@ -8,32 +8,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import sniffio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
-from quart import Response
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from gateway.agents.run import AgentRuntime
 from gateway.asgi import TRIO_REQUIRED, GatewayASGI
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, load_settings
-from gateway.errors import GatewayError, error_body
-from gateway.http.chat import ChatCompletions
-from gateway.http.common import AuthGuard, json_response, method_not_allowed, not_found
-from gateway.http.health import Probes
-from gateway.http.models import Models
-from gateway.http.sessions import Sessions
+from gateway.cors import CorsPolicy
+from gateway.http.common import AuthGuard
+from gateway.http.routes import Routes, register_routes
+from gateway.logs import configure_logging
+from gateway.metrics import Metrics
 from gateway.providers.registry import ProviderRegistry
 from gateway.sessions.base import SessionStore
 from gateway.settings import Settings
+from gateway.ws import WebSocketGateway
 
 logger = logging.getLogger("gateway")
-
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @dataclass(slots=True)
@@ -43,7 +39,20 @@ class Lifecycle:
     ready: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+# Settings a running server cannot change: a reload that changes them logs that they wait for
+# a restart.
+_RESTART_ONLY: dict[str, Callable[[Settings], object]] = {
+    "gateway.port / gateway.bind": lambda s: (s.gateway.port, s.gateway.bind_host),
+    "gateway.http.metrics": lambda s: s.gateway.http.metrics,
+    "gateway.ws": lambda s: s.gateway.ws,
+    "gateway.shutdownGraceSeconds": lambda s: s.gateway.shutdown_grace_seconds,
+    "agents.defaults.maxConcurrent": lambda s: s.agents.defaults.max_concurrent,
+    "logging": lambda s: s.logging,
+    "state directory": lambda s: s.state_dir,
+}
+
+
+@dataclass(slots=True, eq=False)
 class Gateway:
     """What ``create_app`` built: the ASGI app and the parts tests and tools look into."""
 
@@ -52,6 +61,29 @@ class Gateway:
     settings: Settings
     runtime: AgentRuntime
     lifecycle: Lifecycle
+    ws: WebSocketGateway
+    metrics: Metrics | None
+    routes: Routes
+    authenticator: Authenticator
+
+    def reload(self, settings: Settings, providers: ProviderRegistry | None = None) -> None:
+        """Serve new requests with ``settings`` (agents, providers, auth, HTTP options).
+
+        Requests and runs already going keep what they started with; the replaced providers
+        close once their last run ends. Settings that need a restart are logged and ignored.
+        """
+        for name, read in _RESTART_ONLY.items():
+            if read(settings) != read(self.settings):
+                logger.warning("reload: %s changed; it takes effect after a restart", name)
+        old = self.runtime.configure(
+            settings.agents, providers or ProviderRegistry.from_settings(settings.providers)
+        )
+        self.quart.nursery.start_soon(old.aclose_when_unused)
+        self.authenticator.configure(settings.gateway.auth)
+        self.routes.configure(settings)
+        self.asgi.cors = CorsPolicy(settings.gateway.http.cors_allow_origins).active()
+        self.settings = settings
+        logger.info("configuration reloaded")
 
 
 def create_app(
@@ -76,44 +108,10 @@ def create_app(
     quart.config["MAX_CONTENT_LENGTH"] = http.chat_completions.max_body_bytes
     quart.config["BODY_TIMEOUT"] = max(1, int(http.body_timeout_seconds))
     lifecycle = Lifecycle()
-    runtime = AgentRuntime(settings.agents, providers, store)
+    metrics = Metrics() if http.metrics.enabled else None
+    runtime = AgentRuntime(settings.agents, providers, store, observer=metrics)
     guard = AuthGuard(Authenticator(settings.gateway.auth))
-
-    chat = ChatCompletions(http, guard, runtime)
-    models = Models(http, guard, settings.agents)
-    probes = Probes(lambda: lifecycle.ready)
-    sessions = Sessions(guard, store)
-    route = quart.add_url_rule
-    route("/v1/chat/completions", "chat", chat.handle, methods=ALL_METHODS,
-          provide_automatic_options=False)  # fmt: skip
-    route("/v1/models", "models", models.list, methods=ALL_METHODS, provide_automatic_options=False)
-    route("/v1/models/<path:model_id>", "model", models.get, methods=ALL_METHODS,
-          provide_automatic_options=False)  # fmt: skip
-    route("/sessions/<path:key>/history", "session_history", sessions.history,
-          methods=ALL_METHODS, provide_automatic_options=False)  # fmt: skip
-    route("/sessions/<path:key>/kill", "session_kill", sessions.kill, methods=ALL_METHODS,
-          provide_automatic_options=False)  # fmt: skip
-    for path in ("/health", "/healthz"):
-        route(path, path, probes.live, methods=ALL_METHODS, provide_automatic_options=False)
-    for path in ("/ready", "/readyz"):
-        route(path, path, probes.ready, methods=ALL_METHODS, provide_automatic_options=False)
-
-    @quart.errorhandler(HTTPException)
-    async def http_error(error: HTTPException) -> Response:
-        if error.code == 404:
-            return not_found()
-        if isinstance(error, MethodNotAllowed):
-            return method_not_allowed(", ".join(error.valid_methods or []))
-        status = error.code or 500
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        return json_response(error_body(error.description or error.name, kind), status)
-
-    @quart.errorhandler(Exception)
-    async def unhandled(error: Exception) -> Response:
-        if isinstance(error, GatewayError):
-            return json_response(error.body(), error.status, error.headers())
-        logger.exception("unhandled error", exc_info=error)
-        return json_response(error_body("Internal server error", "server_error"), 500)
+    routes = register_routes(quart, settings, runtime, guard, lambda: lifecycle.ready, metrics)
 
     @quart.before_serving
     async def startup() -> None:
@@ -129,7 +127,12 @@ def create_app(
 
     # The WebSocket protocol on every path HTTP routes leave free; runs it detaches live in
     # the app's nursery (which exists while serving).
-    return Gateway(GatewayASGI(quart), quart, settings, runtime, lifecycle)
+    ws = WebSocketGateway(settings, runtime, guard.authenticator, app_nursery=lambda: quart.nursery)
+    ws.register(quart)
+    asgi = GatewayASGI(quart, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins))
+    return Gateway(
+        asgi, quart, settings, runtime, lifecycle, ws, metrics, routes, guard.authenticator
+    )
 
 
 class LazyApp:
@@ -140,7 +143,7 @@ class LazyApp:
     """
 
     def __init__(self) -> None:
-        self._app: Any = None
+        self._app: GatewayASGI | None = None
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -150,7 +153,9 @@ class LazyApp:
             try:
                 if sniffio.current_async_library() != "trio":
                     raise ConfigError(TRIO_REQUIRED)
-                self._app = create_app(load_settings()).asgi
+                settings = load_settings()
+                configure_logging(settings.logging.format, settings.logging.level)
+                self._app = create_app(settings).asgi
             except ConfigError as error:
                 problem = str(error)
             if problem is not None:
@@ -161,7 +166,9 @@ class LazyApp:
                     await send({"type": "lifespan.startup.failed", "message": problem})
                     return
                 raise RuntimeError(problem)
-        await self._app(scope, receive, send)
+        app = self._app
+        assert app is not None
+        await app(scope, receive, send)
 
 
 app = LazyApp()

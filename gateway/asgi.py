@@ -8,19 +8,29 @@
   wait for the first event) yet never outlive the request.
 - Shields the final ``http.response.body`` send: quart-trio cancels the request scope on the
   post-response disconnect, which otherwise kills Hypercorn's keep-alive idle timer.
-- Adds security headers to every response.
+- Adds security headers and ``X-Request-Id`` (the client's, else a new one) to every response,
+  answers CORS preflights, counts requests and writes one access log line per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import sniffio
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 
+from gateway.agents.record import RunRecord
+from gateway.cors import CorsPolicy
+from gateway.logs import access_logger, request_id_from, reset_request_id, set_request_id
+from gateway.metrics import Metrics
+
 REQUEST_NURSERY = "gateway.request_nursery"
+REQUEST_LOG = "gateway.request_log"
 TRIO_REQUIRED = (
     "Gateway needs Hypercorn's trio worker: start it with `hypercorn -k trio gateway.app:app` "
     "(or use `gateway serve`)."
@@ -31,16 +41,40 @@ _SECURITY_HEADERS = [
 ]
 
 
+@dataclass(slots=True, eq=False)
+class RequestLog:
+    """What the access log line of one request says beyond method, path and status."""
+
+    request_id: str
+    run: RunRecord | None = None
+
+
 def request_nursery(scope: Mapping[str, object]) -> trio.Nursery:
     """The nursery that owns the work of this HTTP request."""
     return cast(trio.Nursery, scope[REQUEST_NURSERY])
 
 
+def request_log(scope: Mapping[str, object]) -> RequestLog | None:
+    return cast(RequestLog | None, scope.get(REQUEST_LOG))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())  # type: ignore[assignment]
+    for key, value in headers:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 class GatewayASGI:
     """Wraps the Quart app; see the module docstring."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self, app: Any, *, metrics: Metrics | None = None, cors: CorsPolicy | None = None
+    ) -> None:
         self.app = app
+        self.metrics = metrics
+        self.cors = cors.active() if cors is not None else None
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -51,22 +85,81 @@ class GatewayASGI:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        log = RequestLog(request_id_from(_header(scope, b"x-request-id")))
+        token = set_request_id(log.request_id)
+        extra = [*_SECURITY_HEADERS, (b"x-request-id", log.request_id.encode())]
+        origin = _header(scope, b"origin") if self.cors is not None else None
+        if origin is not None and self.cors is not None:
+            if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+                allowed = self.cors.preflight(
+                    origin, _header(scope, b"access-control-request-headers") or ""
+                )
+                if allowed is not None:
+                    await send({"type": "http.response.start", "status": 204,
+                                "headers": [*allowed, *extra]})  # fmt: skip
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    self._done(scope, log, 204, 0, time.monotonic(), True)
+                    reset_request_id(token)
+                    return
+            extra += self.cors.response_headers(origin)
+        outcome = _Outcome()
 
         async def send_wrapper(message: ASGISendEvent) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message["headers"], *_SECURITY_HEADERS]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                with trio.CancelScope(shield=True):
-                    await send(message)
-                return
+                outcome.status = message["status"]
+                message["headers"] = [*message["headers"], *extra]
+            elif message["type"] == "http.response.body":
+                outcome.bytes += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    # quart-trio cancels the request scope on the post-response disconnect;
+                    # unshielded, that kills Hypercorn's keep-alive idle timer.
+                    with trio.CancelScope(shield=True):
+                        await send(message)
+                    outcome.complete = True
+                    return
             await send(message)
 
-        async with trio.open_nursery() as nursery:
-            cast(dict[str, object], scope)[REQUEST_NURSERY] = nursery
-            try:
-                await self.app(scope, receive, send_wrapper)
-            finally:
-                nursery.cancel_scope.cancel()
+        started = time.monotonic()
+        scope_dict = cast(dict[str, object], scope)
+        scope_dict[REQUEST_LOG] = log
+        try:
+            async with trio.open_nursery() as nursery:
+                scope_dict[REQUEST_NURSERY] = nursery
+                try:
+                    await self.app(scope, receive, send_wrapper)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._done(scope, log, outcome.status, outcome.bytes, started, outcome.complete)
+            reset_request_id(token)
+
+    def _done(
+        self, scope: Scope, log: RequestLog, status: int | None, sent: int, started: float,
+        complete: bool,
+    ) -> None:  # fmt: skip
+        path = str(scope.get("path", ""))
+        method = str(scope.get("method", ""))
+        if self.metrics is not None:
+            self.metrics.request_done(path, method, status if status is not None else "-")
+        if access_logger.isEnabledFor(logging.INFO):
+            fields: dict[str, object] = {
+                "method": method,
+                "path": path,
+                "status": status,
+                "bytes": sent,
+                "duration_ms": round((time.monotonic() - started) * 1000, 2),
+                "complete": complete,
+            }
+            if log.run is not None:
+                fields.update(log.run.log_fields())
+            access_logger.info("request", extra=fields)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    status: int | None = None
+    bytes: int = 0
+    complete: bool = False
 
 
 async def _refuse(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

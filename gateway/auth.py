@@ -112,9 +112,16 @@ class Authenticator:
     """Decides whether a presented secret is accepted, for one auth configuration."""
 
     def __init__(self, settings: AuthSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.configure(settings)
+
+    def configure(self, settings: AuthSettings) -> None:
+        """Use these settings from now on (a reload); failed-attempt counts start afresh."""
         self.settings = settings
         self._limiter = (
-            RateLimiter(settings.rate_limit, clock) if settings.rate_limit is not None else None
+            RateLimiter(settings.rate_limit, self._clock)
+            if settings.rate_limit is not None
+            else None
         )
 
     @property

@@ -1,31 +1,23 @@
-"""The ``gateway`` command: ``gateway serve [--config PATH] [--port N] [--bind HOST]``.
+"""The ``gateway`` command.
 
-Runs Hypercorn programmatically on trio with the configuration's port and bind address. SIGINT
-and SIGTERM stop accepting connections and give in-flight requests
-``gateway.shutdownGraceSeconds`` before they are cancelled.
+``gateway serve [--config PATH] [--port N] [--bind HOST] [--workers N]`` runs Hypercorn's trio
+worker programmatically (see ``gateway.serve``); ``gateway reload`` asks a running server to
+re-read its configuration.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import partial
-
-import hypercorn.trio
-import trio
-from hypercorn.config import Config
 
 from gateway import __version__
-from gateway.app import create_app
 from gateway.auth import is_loopback
-from gateway.config import ConfigError, load_settings
-from gateway.settings import Settings
-
-logger = logging.getLogger("gateway.cli")
+from gateway.config import ConfigError, load_settings, resolve_config_path
+from gateway.logs import configure_logging
+from gateway.serve import pid_file, run_server, send_reload
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,43 +28,29 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="configuration file (JSON5)")
     serve.add_argument("--port", type=int, help="port to listen on (default: gateway.port)")
     serve.add_argument("--bind", help="host to listen on (default: from gateway.bind)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (default 1)"
+    )
+    serve.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"],
+        help="default: logging.level from the configuration, else info",
+    )  # fmt: skip
+    reload = commands.add_parser("reload", help="make a running server re-read its config")
+    reload.add_argument("--config", help="the configuration file the server was started with")
     return parser
-
-
-def hypercorn_config(settings: Settings, host: str, port: int) -> Config:
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.worker_class = "trio"
-    config.accesslog = None
-    config.errorlog = "-"
-    config.graceful_timeout = settings.gateway.shutdown_grace_seconds
-    return config
-
-
-async def _shutdown_signal() -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            return
-
-
-def serve(settings: Settings, host: str, port: int) -> None:
-    gateway = create_app(settings)
-    config = hypercorn_config(settings, host, port)
-    trio.run(partial(hypercorn.trio.serve, gateway.asgi, config, shutdown_trigger=_shutdown_signal))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.command == "reload":
+        return _reload(args.config)
+    configure_logging("text", args.log_level or "info")
     try:
         settings = load_settings(args.config)
     except ConfigError as error:
         print(f"gateway: configuration error: {error}", file=sys.stderr)
         return 2
+    configure_logging(settings.logging.format, args.log_level or settings.logging.level)
     if args.port is not None:
         settings = replace(settings, gateway=replace(settings.gateway, port=args.port))
     host = args.bind or settings.gateway.bind_host
@@ -83,9 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    serve(settings, host, settings.gateway.port)
+    if args.workers < 1:
+        print("gateway: --workers must be at least 1", file=sys.stderr)
+        return 2
+    # Workers (and reloads) read the configuration again: pin the file this command chose.
+    os.environ["OPENCLAW_CONFIG_PATH"] = str(resolve_config_path(args.config, os.environ))
+    return run_server(settings, host, settings.gateway.port, args.workers)
+
+
+def _reload(config: str | None) -> int:
+    try:
+        settings = load_settings(config)
+    except ConfigError as error:
+        print(f"gateway: configuration error: {error}", file=sys.stderr)
+        return 2
+    path = pid_file(settings)
+    if not send_reload(path):
+        print(f"gateway: no running server found (no live pid in {path})", file=sys.stderr)
+        return 1
+    print("gateway: reload requested")
     return 0
 
 
-if __name__ == "__main__":
+def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 import json5
 
@@ -27,6 +27,8 @@ from gateway.settings import (
     ChatCompletionsSettings,
     GatewaySettings,
     HttpSettings,
+    LoggingSettings,
+    MetricsSettings,
     ModelChoice,
     ModelSettings,
     ProviderSettings,
@@ -43,7 +45,11 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _AGENT_ID = re.compile(AGENT_ID_PATTERN + r"\Z")
 _LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
-T = TypeVar("T")
+# OpenClaw's level names, mapped onto Python's.
+_LOG_LEVELS = {
+    "trace": "debug", "debug": "debug", "info": "info", "warn": "warning",
+    "warning": "warning", "error": "error", "fatal": "critical", "silent": "critical",
+}  # fmt: skip
 
 
 def resolve_config_path(cli_path: str | None, environ: Mapping[str, str]) -> Path:
@@ -101,12 +107,19 @@ def parse_settings(
     providers = _providers(root.child("models").child("providers"))
     agents = _agents(root.child("agents"), providers)
     gateway = _gateway(root.child("gateway"), env)
-    root.allow("models", "agents", "gateway")
+    log = root.child("logging")
+    log.allow("format", "level", "file", "consoleLevel", "consoleStyle", "redactSensitive")
+    logging_settings = LoggingSettings(
+        format=log.choice("format", ("text", "json"), "text"),  # type: ignore[arg-type]
+        level=_LOG_LEVELS[log.choice("level", tuple(_LOG_LEVELS), "info")],
+    )
+    root.allow("models", "agents", "gateway", "logging")
     root.child("models").allow("providers", "mode")
     return Settings(
         gateway=gateway,
         providers=MappingProxyType(providers),
         agents=agents,
+        logging=logging_settings,
         state_dir=resolve_state_dir(env),
         config_path=config_path,
     )
@@ -199,7 +212,14 @@ def _auth(node: Reader, env: Mapping[str, str]) -> AuthSettings:
 
 
 def _http(node: Reader) -> HttpSettings:
-    node.allow("endpoints", "heartbeatSeconds", "bodyTimeoutSeconds")
+    node.allow(
+        "endpoints", "heartbeatSeconds", "bodyTimeoutSeconds", "sendTimeoutSeconds", "cors",
+        "metrics",
+    )  # fmt: skip
+    cors = node.child("cors")
+    cors.allow("allowOrigins")
+    metrics = node.child("metrics")
+    metrics.allow("enabled", "auth")
     endpoints = node.child("endpoints")
     endpoints.allow("chatCompletions", "responses")
     chat = endpoints.child("chatCompletions")
@@ -211,6 +231,11 @@ def _http(node: Reader) -> HttpSettings:
         ),
         heartbeat_seconds=node.number("heartbeatSeconds", 15.0, minimum=0.01),
         body_timeout_seconds=node.number("bodyTimeoutSeconds", 60.0, minimum=0.01),
+        send_timeout_seconds=node.number("sendTimeoutSeconds", 30.0, minimum=0.01),
+        cors_allow_origins=tuple(cors.string_list("allowOrigins")),
+        metrics=MetricsSettings(
+            enabled=metrics.boolean("enabled", False), auth=metrics.boolean("auth", False)
+        ),
     )
 
 

@@ -49,10 +49,25 @@ class ChatCompletionsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = False
+    auth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     chat_completions: ChatCompletionsSettings = ChatCompletionsSettings()
     heartbeat_seconds: float = 15.0
     body_timeout_seconds: float = 60.0
+    send_timeout_seconds: float = 30.0
+    cors_allow_origins: tuple[str, ...] = ()
+    metrics: MetricsSettings = MetricsSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    format: Literal["text", "json"] = "text"
+    level: str = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +184,7 @@ class Settings:
     gateway: GatewaySettings = GatewaySettings()
     providers: Mapping[str, ProviderSettings] = field(default_factory=lambda: MappingProxyType({}))
     agents: AgentsSettings = AgentsSettings()
+    logging: LoggingSettings = LoggingSettings()
     state_dir: Path = field(default_factory=lambda: Path("~/.openclaw").expanduser())
     config_path: Path | None = None
 

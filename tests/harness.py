@@ -110,6 +110,7 @@ class Call:
     emitted: trio.Event = field(default_factory=trio.Event)
     ended: trio.Event = field(default_factory=trio.Event)
     cancelled: bool = False
+    started_at: float = field(default_factory=time.monotonic)
     ended_at: float = 0.0
 
 

@@ -17,10 +17,11 @@ import trio
 from quart import Request, Response, request
 
 from gateway.agents.events import RunEvent, RunFailed, Usage
+from gateway.agents.record import RunRecord
 from gateway.agents.reply import Reply
 from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import AgentRuntime, RunRequest
-from gateway.asgi import request_nursery
+from gateway.asgi import request_log, request_nursery
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.chat_request import ChatRequest, parse_chat_request
 from gateway.http.common import (
@@ -80,9 +81,14 @@ class ChatCompletions:
             messages=chat.messages,
             system=chat.system,
             params=chat.params,
+            send_timeout=self.http.send_timeout_seconds,
         )
+        record = RunRecord(run.run_id, session.key, agent.id, stream=chat.stream)
+        log = request_log(request.scope)
+        if log is not None:
+            log.run = record
         send, receive = trio.open_memory_channel[RunEvent](CHANNEL_SIZE)
-        request_nursery(request.scope).start_soon(self.runtime.run, run, send)
+        request_nursery(request.scope).start_soon(self.runtime.run, run, send, record)
         headers = {"x-openclaw-session-key": session.key}
         if chat.stream:
             return await self._stream(chat, receive, headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Response, request
 
+from gateway.agents.run import AgentRuntime
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.common import AuthGuard, error_response, json_response, method_not_allowed
 from gateway.sessions.base import SessionStore, TranscriptEntry
@@ -39,9 +40,10 @@ def parse_limit(raw: str | None) -> int:
 
 
 class Sessions:
-    def __init__(self, guard: AuthGuard, store: SessionStore) -> None:
+    def __init__(self, guard: AuthGuard, runtime: AgentRuntime) -> None:
         self.guard = guard
-        self.store = store
+        self.runtime = runtime
+        self.store: SessionStore = runtime.store
 
     async def history(self, key: str) -> Response:
         if request.method not in ("GET", "HEAD"):
@@ -76,5 +78,7 @@ class Sessions:
         denied = self.guard(request)
         if denied is not None:
             return denied
-        killed = await self.store.request_kill(key)
+        # Runs of this process first (stateless runs hold no session lane, so only this
+        # process can find them); then, through the store, a run in another worker.
+        killed = bool(self.runtime.kill(session_key=key)) or await self.store.request_kill(key)
         return json_response({"ok": True, "killed": killed})

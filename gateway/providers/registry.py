@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import trio
+
 from gateway.providers.anthropic_messages import AnthropicMessagesProvider
 from gateway.providers.base import Provider
 from gateway.providers.echo import EchoProvider
@@ -27,6 +29,25 @@ class ProviderRegistry:
 
     def __init__(self, providers: Mapping[str, Provider]) -> None:
         self._providers = dict(providers)
+        self._users = 0
+        self._unused = trio.Event()
+        self._unused.set()
+
+    def acquire(self) -> None:
+        """A run starts using these providers (a reload must not close them under it)."""
+        if self._users == 0:
+            self._unused = trio.Event()
+        self._users += 1
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            self._unused.set()
+
+    async def aclose_when_unused(self) -> None:
+        """Close the pools once no run uses them (after a reload replaced this registry)."""
+        await self._unused.wait()
+        await self.aclose()
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, ProviderSettings]) -> ProviderRegistry:

@@ -6,6 +6,7 @@ run's ``finally`` ran; the bound is 100 ms (typically well under 5 ms).
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -43,7 +44,9 @@ async def baseline_tasks() -> int:
 
 
 @pytest.mark.parametrize("stream_mode", [True, False])
-async def test_disconnect_mid_stream(nursery: trio.Nursery, stream_mode: bool) -> None:
+async def test_disconnect_mid_stream(
+    nursery: trio.Nursery, stream_mode: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     scripted = ScriptedProvider(words=[f"w{i} " for i in range(1000)], delay=0.01)
     server = await start_server(nursery, AGENTS, providers={"scripted": scripted})
     baseline = await baseline_tasks()
@@ -57,6 +60,8 @@ async def test_disconnect_mid_stream(nursery: trio.Nursery, stream_mode: bool) -
     assert scripted.calls[0].cancelled
     assert latency < LIMIT
     await assert_nothing_left(server, baseline)
+    # A client leaving is not an error of the gateway or the provider.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize("stream_mode", [True, False])

@@ -3,19 +3,13 @@ processes."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import trio
 
-BIN = Path(sys.executable).parent
+from tests.processes import BIN, free_port, process, wait_healthy
+
 CONFIG = """
 // JSON5, as users write it
 {
@@ -25,39 +19,6 @@ CONFIG = """
   },
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def process(args: list[str], tmp_path: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    log = (tmp_path / "stderr.log").open("wb")
-    full_env = {**os.environ, "OPENCLAW_STATE_DIR": str(tmp_path / "state"), **env}
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        log.close()
-
-
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as client:
-        with trio.fail_after(20):
-            while True:
-                assert proc.poll() is None, "server exited"
-                try:
-                    if (await client.get(f"{url}/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)  # an external process: nothing to await but its port
 
 
 async def complete(url: str, token: str) -> httpx.Response:

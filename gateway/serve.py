@@ -1,0 +1,184 @@
+"""Serving with Hypercorn's trio worker: one process, or a master and N workers sharing one
+listening socket.
+
+Shutdown (SIGTERM or SIGINT): stop accepting and report not-ready, let in-flight runs finish for
+``gateway.shutdownGraceSeconds``, then abort the rest (SSE clients get an error event and
+``[DONE]``, WebSocket clients a ``shutdown`` event and close 1012, upstreams are closed and
+transcripts marked aborted). A client that stopped reading can pin a Hypercorn write forever, so
+the process exits at the latest 1.5 s after the grace period. SIGHUP re-reads the configuration
+(see ``Gateway.reload``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from gateway.app import Gateway, create_app
+from gateway.config import ConfigError, load_settings
+from gateway.errors import GatewayError
+from gateway.logs import configure_logging
+from gateway.settings import Settings
+from gateway.ws.server import configure_hypercorn
+
+logger = logging.getLogger("gateway.serve")
+
+# After the grace period: how long stuck connections may delay the exit.
+EXIT_MARGIN = 1.5
+# Dead peers are dropped after this long without an acknowledgement (TCP_USER_TIMEOUT) or,
+# when idle, after keepalive probes fail.
+TCP_USER_TIMEOUT_MS = 30_000
+KEEPALIVE = (30, 10, 3)  # idle seconds, interval seconds, probes
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.gateway_dir / "gateway.pid"
+
+
+def hypercorn_config(settings: Settings, host: str, port: int) -> Config:
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.worker_class = "trio"
+    config.accesslog = None
+    config.errorlog = "-"
+    # Our own drain decides when runs are aborted; Hypercorn only cancels what is left after.
+    config.graceful_timeout = settings.gateway.shutdown_grace_seconds + 1
+    return configure_hypercorn(config)
+
+
+def create_sockets(config: Config) -> Sockets:
+    """The listening sockets, with keepalive and a user timeout so dead peers are dropped
+    (accepted connections inherit these options)."""
+    sockets = config.create_sockets()
+    for sock in sockets.insecure_sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE[0])
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE[1])
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE[2])
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+        sock.listen(config.backlog)
+    return sockets
+
+
+async def serve_gateway(gateway: Gateway, config: Config, sockets: Sockets) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down as the module docstring says."""
+    stopping = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, gateway, stopping, nursery)
+        app = wrap_app(gateway.asgi, config.wsgi_max_body_size, "asgi")
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=stopping.wait)
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(gateway: Gateway, stopping: trio.Event, nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                _reload(gateway)
+            elif not stopping.is_set():
+                logger.info("received %s: shutting down", signal.Signals(signum).name)
+                gateway.lifecycle.ready = False
+                stopping.set()
+                nursery.start_soon(_drain, gateway)
+
+
+def _reload(gateway: Gateway) -> None:
+    try:
+        settings = load_settings(os.environ.get("OPENCLAW_CONFIG_PATH"))
+    except ConfigError as error:
+        logger.error("reload rejected, keeping the running configuration: %s", error)
+        return
+    gateway.reload(settings)
+
+
+async def _drain(gateway: Gateway) -> None:
+    grace = gateway.settings.gateway.shutdown_grace_seconds
+    with trio.move_on_after(grace):
+        await gateway.runtime.wait_idle()
+    shutdown = GatewayError(
+        "The server is shutting down.", status=503, type_="server_error", code="shutdown"
+    )
+    aborted = gateway.runtime.kill(error=shutdown)
+    if aborted:
+        logger.info("aborted %d run(s) still active after %g s", len(aborted), grace)
+    with trio.move_on_after(EXIT_MARGIN):
+        await gateway.ws.shutdown()
+    await trio.sleep(EXIT_MARGIN)
+    # Still here: a connection Hypercorn cannot cancel (a client that stopped reading).
+    logger.warning("connections still open %g s after the grace period; exiting", EXIT_MARGIN)
+    logging.shutdown()
+    os._exit(0)
+
+
+def _serve_process(settings: Settings, config: Config, sockets: Sockets) -> None:
+    trio.run(partial(serve_gateway, create_app(settings), config, sockets))
+
+
+def _worker(config: Config, sockets: Sockets, log_format: str, log_level: str) -> None:
+    """A worker process: the configuration is re-read from the pinned file."""
+    configure_logging(log_format, log_level)
+    _serve_process(load_settings(os.environ.get("OPENCLAW_CONFIG_PATH")), config, sockets)
+
+
+def run_server(settings: Settings, host: str, port: int, workers: int) -> int:
+    """Serve until shut down; returns the exit status."""
+    config = hypercorn_config(settings, host, port)
+    sockets = create_sockets(config)
+    settings.gateway_dir.mkdir(parents=True, exist_ok=True)
+    pid_path = pid_file(settings)
+    pid_path.write_text(f"{os.getpid()}\n")
+    try:
+        if workers == 1:
+            _serve_process(settings, config, sockets)
+            return 0
+        return _supervise(settings, config, sockets, workers)
+    finally:
+        pid_path.unlink(missing_ok=True)
+
+
+def _supervise(settings: Settings, config: Config, sockets: Sockets, workers: int) -> int:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metric samples here; /metrics on any worker sums them.
+        metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=settings.gateway_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    context = multiprocessing.get_context("spawn")
+    args = (config, sockets, settings.logging.format, settings.logging.level)
+    processes: list[Any] = [context.Process(target=_worker, args=args) for _ in range(workers)]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP if signum == signal.SIGHUP else signal.SIGTERM)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    for process in processes:
+        process.join()
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0
+
+
+def send_reload(path: Path) -> bool:
+    """Send SIGHUP to the server whose pid is in ``path``; whether there was one."""
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        return False
+    return True
