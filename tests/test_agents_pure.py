@@ -40,7 +40,7 @@ def test_resolve_agent() -> None:
     assert resolve_agent(AGENTS, None, "openclaw").id == "main"
     assert resolve_agent(AGENTS, " OPS ", "openclaw:main").id == "ops"
     assert resolve_agent(AGENTS, "", "openclaw/ops").id == "ops"
-    with pytest.raises(InvalidRequest, match="^Unknown agent 'nope'.$"):
+    with pytest.raises(InvalidRequest, match=r"^Unknown agent 'nope'\.$"):
         resolve_agent(AGENTS, None, "openclaw/nope")
 
 

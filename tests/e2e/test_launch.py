@@ -66,8 +66,8 @@ def test_hypercorn_with_bad_config_fails_at_startup(tmp_path: Path) -> None:
         proc.wait(timeout=20)
     output = (tmp_path / "stderr.log").read_text()
     assert (
-        f'gateway: cannot start: {bad}: gateway.auth.mode: expected one of token|password|none, got "tokn"'
-        in output
+        f"gateway: cannot start: {bad}: gateway.auth.mode: "
+        'expected one of token|password|none, got "tokn"' in output
     )
 
 

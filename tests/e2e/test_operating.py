@@ -160,7 +160,9 @@ async def test_cors(nursery: trio.Nursery) -> None:
     preflight_headers = {
         "Origin": "https://app.example",
         "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, x-openclaw-agent-id, x-stainless-os, x-evil",
+        "Access-Control-Request-Headers": (
+            "authorization, content-type, x-openclaw-agent-id, x-stainless-os, x-evil"
+        ),
     }
     async with httpx.AsyncClient(base_url=server.url) as client:
         preflight = await client.options("/v1/chat/completions", headers=preflight_headers)

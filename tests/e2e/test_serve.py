@@ -57,8 +57,8 @@ async def chat(url: str, token: str = "t1", **body: Any) -> httpx.Response:
 
 async def wait_exit(proc: subprocess.Popen[bytes], seconds: float) -> int:
     with trio.fail_after(seconds):
-        while proc.poll() is None:
-            await trio.sleep(0.02)  # an external process: nothing else to await
+        while proc.poll() is None:  # noqa: ASYNC110 (an external process: nothing to await)
+            await trio.sleep(0.02)
     return proc.returncode
 
 
@@ -181,15 +181,18 @@ async def test_reload_changes_agents_and_auth_without_dropping_streams(
             token="t2",
             agents={"defaults": {"model": "fake/m"}, "list": [{"id": "main"}, {"id": "ops"}]},
         )
-        reload = subprocess.run(
+        reload = await trio.run_process(
             [str(BIN / "gateway"), "reload", "--config", str(config)],
-            capture_output=True,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
             env={"OPENCLAW_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"},
         )
         assert reload.returncode == 0, reload.stderr
         with trio.fail_after(5):
-            while (await chat(url, token="t2")).status_code != 200:
-                await trio.sleep(0.05)  # the reload lands asynchronously in the server
+            # The reload lands asynchronously in the other process.
+            while (await chat(url, token="t2")).status_code != 200:  # noqa: ASYNC110
+                await trio.sleep(0.05)
         assert (await chat(url, token="t1")).status_code == 401
         assert (await chat(url, token="t2", model="openclaw:ops")).status_code == 200
         rest = await read_until(stream, b"data: [DONE]\n\n")
@@ -199,6 +202,6 @@ async def test_reload_changes_agents_and_auth_without_dropping_streams(
         config.write_text('{gateway: {auth: {mode: "tokn"}}}')
         proc.send_signal(signal.SIGHUP)
         with trio.fail_after(5):
-            while "reload rejected" not in (tmp_path / "stderr.log").read_text():
+            while "reload rejected" not in (tmp_path / "stderr.log").read_text():  # noqa: ASYNC110
                 await trio.sleep(0.05)
         assert (await chat(url, token="t2")).status_code == 200

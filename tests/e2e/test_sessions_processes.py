@@ -3,10 +3,11 @@ processes (two servers, and ``hypercorn -w 2``), and a SIGKILL mid-run loses no 
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
-from functools import partial
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def assert_no_overlap(up: FakeUpstream) -> None:
         names = {entry.name: entry.at for entry in record.events}
         spans.append((names["received"], names.get("response_end", names.get("closed", 0.0))))
     spans.sort()
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, "two runs of one session reached the upstream at once"
 
 
