@@ -81,6 +81,7 @@ class Gateway:
         self.quart.nursery.start_soon(old.aclose_when_unused)
         self.authenticator.configure(settings.gateway.auth)
         self.routes.configure(settings)
+        self.ws.configure(settings)
         self.asgi.cors = CorsPolicy(settings.gateway.http.cors_allow_origins).active()
         self.settings = settings
         logger.info("configuration reloaded")
