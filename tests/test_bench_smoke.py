@@ -1,0 +1,42 @@
+"""A tiny run of every benchmark, so they cannot rot: seconds each, no thresholds.
+
+Each starts its own gateway and fake upstream on loopback, as the real runs do, and must exit 0
+and write its JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMOKE = {
+    "cancel": ["--aborts", "20", "--concurrency", "4"],
+    "overhead": [
+        "--concurrency", "1", "--rounds", "1", "--block-seconds", "0.3",
+        "--long-tokens", "200", "--long-reps", "1",
+    ],
+    "throughput": [
+        "--duration", "0.5", "--warmup", "0.2", "--connections", "4",
+        "--loadgen", "python", "--processes", "1",
+    ],
+    "scale": [
+        "--levels", "10", "--token-interval", "0.2", "--tokens", "20", "--window", "0.5",
+        "--settle", "0.2", "--batch", "10", "--ramp-timeout", "20",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_benchmark_smoke(name: str, tmp_path: Path) -> None:
+    args = [sys.executable, "-m", f"bench.{name}", *SMOKE[name], "--no-plots", "--out", str(tmp_path)]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = list(tmp_path.glob("*.json"))
+    assert results, f"{name} wrote no JSON"
+    assert json.loads(results[0].read_text())
