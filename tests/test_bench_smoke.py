@@ -34,7 +34,8 @@ SMOKE = {
 
 @pytest.mark.parametrize("name", sorted(SMOKE))
 def test_benchmark_smoke(name: str, tmp_path: Path) -> None:
-    args = [sys.executable, "-m", f"bench.{name}", *SMOKE[name], "--no-plots", "--out", str(tmp_path)]
+    module = [sys.executable, "-m", f"bench.{name}"]
+    args = [*module, *SMOKE[name], "--no-plots", "--out", str(tmp_path)]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = list(tmp_path.glob("*.json"))
