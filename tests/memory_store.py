@@ -27,6 +27,7 @@ class MemoryStore:
         self._slots = trio.CapacityLimiter(max_concurrent)
         self.appended = trio.Event()
         self._lanes: set[Lane] = set()
+        self.healthy = True
 
     async def context(self, key: str, limit: int | None) -> list[ChatMessage]:
         messages = [m for turn, _ in self.turns.get(key, []) for m in turn]
@@ -71,6 +72,9 @@ class MemoryStore:
                     yield lane
         finally:
             self._lanes.discard(lane)
+
+    async def ping(self) -> bool:
+        return self.healthy
 
     async def request_kill(self, key: str) -> bool:
         found = False

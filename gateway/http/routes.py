@@ -66,7 +66,7 @@ def register_routes(
     http = settings.gateway.http
     chat = ChatCompletions(http, guard, runtime)
     models = Models(http, guard, settings.agents)
-    probes = Probes(is_ready)
+    probes = Probes(is_ready, runtime.store.ping)
     sessions = Sessions(guard, runtime)
 
     def route(path: str, name: str, view: Callable[..., Awaitable[Response]]) -> None:

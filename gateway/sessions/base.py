@@ -99,6 +99,10 @@ class SessionStore(Protocol):
         leaving the block releases both."""
         ...
 
+    async def ping(self) -> bool:
+        """Whether the store answers (readiness probes); never raises."""
+        ...
+
     async def request_kill(self, key: str) -> bool:
         """Abort the active run on ``key`` (in any process); returns whether there was one."""
         ...

@@ -28,6 +28,7 @@ order them with runs.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -142,6 +143,16 @@ class SQLiteSessionStore:
             if self._owner is not None:
                 await trio.to_thread.run_sync(self._owner.release)
 
+    async def ping(self) -> bool:
+        """Whether both databases answer a query (readiness probes)."""
+        try:
+            await self.open()
+            await self._transcripts.read(_select_one)
+            await self._lanes_db.read(_select_one)
+        except (sqlite3.Error, OSError, RuntimeError):
+            return False
+        return True
+
     # Transcripts
 
     async def append_turn(
@@ -236,3 +247,7 @@ class SQLiteSessionStore:
         await self.open()
         assert self._lanes is not None
         return await self._lanes.tickets()
+
+
+def _select_one(connection: sqlite3.Connection) -> object:
+    return connection.execute("SELECT 1").fetchone()

@@ -6,6 +6,7 @@ import httpx
 import trio
 
 from tests.harness import AUTH, start_server
+from tests.memory_store import MemoryStore
 
 AGENTS = {"agents": {"list": [{"id": "main"}, {"id": "ops", "default": True}]}}
 
@@ -49,6 +50,12 @@ async def test_probes(nursery: trio.Nursery) -> None:
             response = await client.get(path)
             assert (response.status_code, response.json()) == (200, {"ready": True})
             assert response.headers["cache-control"] == "no-store"
+        store = server.gateway.runtime.store
+        assert isinstance(store, MemoryStore)
+        store.healthy = False
+        response = await client.get("/readyz")
+        assert (response.status_code, response.json()) == (503, {"ready": False})
+        store.healthy = True
         server.gateway.lifecycle.ready = False
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (503, {"ready": False})
