@@ -66,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Workers (and reloads) read the configuration again: pin the file this command chose.
     os.environ["OPENCLAW_CONFIG_PATH"] = str(resolve_config_path(args.config, os.environ))
-    return run_server(settings, host, settings.gateway.port, args.workers)
+    try:
+        return run_server(settings, host, settings.gateway.port, args.workers)
+    except OSError as error:  # the port is taken, the address is not ours, ...
+        print(
+            f"gateway: cannot listen on {host}:{settings.gateway.port}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _reload(config: str | None) -> int:

@@ -4,6 +4,7 @@ processes."""
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import httpx
@@ -94,6 +95,19 @@ def test_gateway_serve_refuses_auth_none_beyond_loopback(tmp_path: Path) -> None
         'refusing to listen on 0.0.0.0 with gateway.auth.mode "none"'
         in (tmp_path / "stderr.log").read_text()
     )
+
+
+def test_gateway_serve_reports_a_busy_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [str(BIN / "gateway"), "serve", "--port", str(port)]
+        with process(args, tmp_path) as proc:
+            assert proc.wait(timeout=20) == 1
+    output = (tmp_path / "stderr.log").read_text()
+    assert f"gateway: cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert "Traceback" not in output
 
 
 def test_gateway_serve_reports_config_errors(tmp_path: Path) -> None:
