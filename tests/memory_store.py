@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from gateway.sessions.base import HistoryPage, SessionInfo, TurnStatus
+from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
 from gateway.types import ChatMessage, UsageDict
 
 
@@ -46,6 +46,9 @@ class MemoryStore:
         self.appended.set()
 
     async def history(self, key: str, limit: int, cursor: str | None) -> HistoryPage | None:
+        return None
+
+    async def recent(self, key: str, limit: int) -> RecentMessages | None:
         return None
 
     async def list_sessions(self, agent_id: str | None, limit: int) -> list[SessionInfo]:

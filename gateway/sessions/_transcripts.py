@@ -16,7 +16,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from gateway.sessions.base import HistoryPage, SessionInfo, TranscriptEntry, TurnStatus
+from gateway.sessions.base import (
+    HistoryPage,
+    RecentMessages,
+    SessionInfo,
+    TranscriptEntry,
+    TurnStatus,
+)
 from gateway.types import ChatMessage, UsageDict
 
 VERSION = 1
@@ -126,6 +132,17 @@ def history(key: str, limit: int, cursor: str | None, db: sqlite3.Connection) ->
     entries = [_entry(*row) for row in rows[:limit]]
     more = len(rows) > limit
     return HistoryPage(entries, encode_cursor(entries[-1].seq) if more else None)
+
+
+def recent(key: str, limit: int, db: sqlite3.Connection) -> RecentMessages | None:
+    if db.execute("SELECT 1 FROM sessions WHERE key = ?", (key,)).fetchone() is None:
+        return None
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM messages WHERE session_key = ? ORDER BY seq DESC LIMIT ?",
+        (key, limit),
+    ).fetchall()
+    (total,) = db.execute("SELECT count(*) FROM messages WHERE session_key = ?", (key,)).fetchone()
+    return RecentMessages([_entry(*row) for row in reversed(rows)], int(total))
 
 
 def list_sessions(agent_id: str | None, limit: int, db: sqlite3.Connection) -> list[SessionInfo]:

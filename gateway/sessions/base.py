@@ -38,6 +38,14 @@ class HistoryPage:
 
 
 @dataclass(frozen=True, slots=True)
+class RecentMessages:
+    """The newest messages of a transcript (oldest first) and how many it holds in all."""
+
+    entries: Sequence[TranscriptEntry]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionInfo:
     key: str
     agent_id: str
@@ -84,6 +92,11 @@ class SessionStore(Protocol):
     async def history(self, key: str, limit: int, cursor: str | None) -> HistoryPage | None:
         """A page of the transcript, oldest first; ``None`` if the session does not exist.
         ``ValueError`` for a cursor the store did not make."""
+        ...
+
+    async def recent(self, key: str, limit: int) -> RecentMessages | None:
+        """The newest ``limit`` messages, oldest first; ``None`` if the session does not exist.
+        Reads only those messages, however long the transcript."""
         ...
 
     async def list_sessions(self, agent_id: str | None, limit: int) -> list[SessionInfo]: ...

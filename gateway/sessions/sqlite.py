@@ -39,7 +39,7 @@ import trio
 from gateway.sessions import _tickets, _transcripts
 from gateway.sessions._db import Database
 from gateway.sessions._owners import Owner
-from gateway.sessions.base import HistoryPage, SessionInfo, TurnStatus
+from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
 from gateway.sessions.lanes import Lane, Lanes, LaneStatistics, LaneTicket
 from gateway.settings import Settings
 from gateway.types import ChatMessage, UsageDict
@@ -195,6 +195,10 @@ class SQLiteSessionStore:
         _transcripts.decode_cursor(cursor)
         await self.open()
         return await self._transcripts.read(partial(_transcripts.history, key, limit, cursor))
+
+    async def recent(self, key: str, limit: int) -> RecentMessages | None:
+        await self.open()
+        return await self._transcripts.read(partial(_transcripts.recent, key, limit))
 
     async def list_sessions(self, agent_id: str | None, limit: int) -> list[SessionInfo]:
         """Sessions (of ``agent_id``, or all), most recently updated first, with their counts."""

@@ -9,7 +9,6 @@ into an ``UNAVAILABLE`` response and logs it.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,7 +29,6 @@ DEFAULT_HISTORY_LIMIT = 200
 MAX_LIMIT = 1000
 # How long sessions.reset / sessions.delete wait for the session's lane.
 LANE_WAIT_SECONDS = 5.0
-_HISTORY_PAGE = 500
 
 Handler = Callable[[Caller, Request, Params], Awaitable[Any]]
 
@@ -194,19 +192,9 @@ class Handlers:
         key = p.required_string("sessionKey", max_length=MAX_KEY_CHARS)
         limit = p.integer("limit", minimum=1, maximum=MAX_LIMIT) or DEFAULT_HISTORY_LIMIT
         self.hub.follow(caller, key)
-        # The store pages from the oldest message: walk the pages, keeping the newest ``limit``.
-        newest: deque[TranscriptEntry] = deque(maxlen=limit)
-        total = 0
-        cursor: str | None = None
-        while True:
-            page = await self.store.history(key, _HISTORY_PAGE, cursor)
-            if page is None:
-                break
-            newest.extend(page.entries)
-            total += len(page.entries)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        recent = await self.store.recent(key, limit)
+        newest = list(recent.entries) if recent is not None else []
+        total = recent.total if recent is not None else 0
         return {
             "sessionKey": key,
             "messages": [history_message(entry) for entry in newest],

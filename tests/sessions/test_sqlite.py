@@ -278,3 +278,16 @@ async def test_concurrent_appends_commit_together_in_order(open_store: StoreFact
     runs = [entry.run_id for entry in page.entries]
     assert all(runs[i] == runs[i + 1] for i in range(0, 80, 2))
     assert len(set(runs)) == 40
+
+
+async def test_recent_reads_the_newest_messages(open_store: StoreFactory) -> None:
+    store = await open_store()
+    assert await store.recent("nobody", 5) is None
+    for i in range(7):
+        await store.append_turn(
+            "k", "main", f"r{i}", [{"role": "user", "content": f"m{i}"}], "complete"
+        )
+    recent = await store.recent("k", 3)
+    assert recent is not None
+    assert [e.message["content"] for e in recent.entries] == ["m4", "m5", "m6"]
+    assert recent.total == 7
