@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -25,6 +26,7 @@ import trio
 from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
+from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.app import Gateway, create_app
 from gateway.config import ConfigError, load_settings
@@ -151,10 +153,19 @@ def run_server(settings: Settings, host: str, port: int, workers: int) -> int:
 
 
 def _supervise(settings: Settings, config: Config, sockets: Sockets, workers: int) -> int:
+    created = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metric samples here; /metrics on any worker sums them.
-        metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=settings.gateway_dir)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        created = tempfile.mkdtemp(prefix="metrics-", dir=settings.gateway_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    try:
+        return _run_workers(config, sockets, workers, settings)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+
+
+def _run_workers(config: Config, sockets: Sockets, workers: int, settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     args = (config, sockets, settings.logging.format, settings.logging.level)
     processes: list[Any] = [context.Process(target=_worker, args=args) for _ in range(workers)]
@@ -170,6 +181,8 @@ def _supervise(settings: Settings, config: Config, sockets: Sockets, workers: in
         signal.signal(signum, forward)
     for process in processes:
         process.join()
+        # Its live gauges (active and queued runs) no longer count.
+        mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
     failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
     return 1 if failed else 0
 
