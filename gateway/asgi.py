@@ -8,8 +8,14 @@
   wait for the first event) yet never outlive the request.
 - Shields the final ``http.response.body`` send: quart-trio cancels the request scope on the
   post-response disconnect, which otherwise kills Hypercorn's keep-alive idle timer.
-- Adds security headers and ``X-Request-Id`` (the client's, else a new one) to every response,
-  answers CORS preflights, counts requests and writes one access log line per request.
+- Holds back the final ``http.response.body`` of an answer given before the request body has
+  arrived (401, 404, 405, 413, ...) until the body has ended or the client has gone, briefly
+  (``_RequestBody``): Hypercorn (0.18) closes such a connection from the app's task while its own
+  task may be writing a 400 for the client's early EOF, and the two writes collide
+  (``trio.BusyResourceError``, uncaught: the whole server stops).
+- Adds security headers and ``X-Request-Id`` (the client's, else a new one) to every response
+  (the security headers also to a WebSocket's 101), answers CORS preflights, counts requests
+  and writes one access log line per request.
 """
 
 from __future__ import annotations
@@ -22,7 +28,13 @@ from typing import Any, cast
 
 import sniffio
 import trio
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from hypercorn.typing import (
+    ASGIReceiveCallable,
+    ASGIReceiveEvent,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 
 from gateway.agents.record import RunRecord
 from gateway.cors import CorsPolicy
@@ -35,6 +47,10 @@ TRIO_REQUIRED = (
     "Gateway needs Hypercorn's trio worker: start it with `hypercorn -k trio gateway.app:app` "
     "(or use `gateway serve`)."
 )
+# How long, and for how many more body bytes, an early answer waits for the request body to
+# end or the client to leave before it completes anyway (see ``_RequestBody``).
+_EARLY_ANSWER_WAIT = 0.25
+_EARLY_ANSWER_BYTES = 1 << 20
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -82,11 +98,15 @@ class GatewayASGI:
         if sniffio.current_async_library() != "trio":
             await _refuse(scope, receive, send)
             return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, _with_security_headers(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         log = RequestLog(request_id_from(_header(scope, b"x-request-id")))
         token = set_request_id(log.request_id)
+        body = _RequestBody(receive)
         extra = [*_SECURITY_HEADERS, (b"x-request-id", log.request_id.encode())]
         origin = _header(scope, b"origin") if self.cors is not None else None
         if origin is not None and self.cors is not None:
@@ -97,6 +117,7 @@ class GatewayASGI:
                 if allowed is not None:
                     await send({"type": "http.response.start", "status": 204,
                                 "headers": [*allowed, *extra]})  # fmt: skip
+                    await body.settle(drain=True)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     self._done(scope, log, 204, 0, time.monotonic(), True)
                     reset_request_id(token)
@@ -105,19 +126,30 @@ class GatewayASGI:
         outcome = _Outcome()
 
         async def send_wrapper(message: ASGISendEvent) -> None:
+            final = False
             if message["type"] == "http.response.start":
                 outcome.status = message["status"]
                 message["headers"] = [*message["headers"], *extra]
             elif message["type"] == "http.response.body":
                 outcome.bytes += len(message.get("body", b""))
-                if not message.get("more_body"):
-                    # quart-trio cancels the request scope on the post-response disconnect;
-                    # unshielded, that kills Hypercorn's keep-alive idle timer.
-                    with trio.CancelScope(shield=True):
-                        await send(message)
-                    outcome.complete = True
-                    return
-            await send(message)
+                final = not message.get("more_body")
+            if outcome.gone:
+                return
+            if final:
+                await body.settle(drain=False)  # the app's own receive loop drains it
+            try:
+                # quart-trio cancels the request scope on the post-response disconnect;
+                # unshielded, the final send would kill Hypercorn's keep-alive idle timer.
+                with trio.CancelScope(shield=final):
+                    await send(message)
+            except trio.BusyResourceError:
+                # Hypercorn's reading task is shutting the socket (the client closed with its
+                # request unfinished, see ``_RequestBody``): the client is gone, and Hypercorn
+                # takes nothing more for this request.
+                outcome.gone = True
+                return
+            if final:
+                outcome.complete = True
 
         started = time.monotonic()
         scope_dict = cast(dict[str, object], scope)
@@ -126,7 +158,7 @@ class GatewayASGI:
             async with trio.open_nursery() as nursery:
                 scope_dict[REQUEST_NURSERY] = nursery
                 try:
-                    await self.app(scope, receive, send_wrapper)
+                    await self.app(scope, body.receive, send_wrapper)
                 finally:
                     nursery.cancel_scope.cancel()
         finally:
@@ -155,11 +187,69 @@ class GatewayASGI:
             access_logger.info("request", extra=fields)
 
 
+class _RequestBody:
+    """The request's ``receive``, watched: ``settled`` once the body has ended or the client
+    has gone.
+
+    Why: when an answer ends before the request body was all received, Hypercorn (0.18)
+    closes the connection from the app's task (``send_eof``) while its reading task, if the
+    client has just closed with the body unfinished, writes a 400: the two overlap on one
+    socket, ``trio.BusyResourceError`` escapes Hypercorn and ends ``serve`` (a client with no
+    token could stop the gateway in a few requests). Waiting until the body ends (the
+    connection is then recycled, not closed) or the client's close has been handled (its
+    ``http.disconnect``) keeps the two apart. The wait is bounded, so an answer to a client that
+    keeps sending (or stalls) completes as before; the client has its whole answer already,
+    only the end of the exchange waits.
+    """
+
+    def __init__(self, receive: ASGIReceiveCallable) -> None:
+        self._receive = receive
+        self._settled = trio.Event()
+        self._late_bytes = 0
+        self._waiting = False
+
+    async def receive(self) -> ASGIReceiveEvent:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._settled.set()
+        elif self._waiting:
+            self._late_bytes += len(message.get("body", b""))
+            if self._late_bytes > _EARLY_ANSWER_BYTES:
+                self._settled.set()
+        return message
+
+    async def settle(self, *, drain: bool) -> None:
+        """Wait (bounded) until the body has ended or the client has gone; ``drain``: read
+        and drop the body here (nobody else reads it)."""
+        if self._settled.is_set():
+            return
+        self._waiting = True
+        with trio.move_on_after(_EARLY_ANSWER_WAIT):
+            if drain:
+                while not self._settled.is_set():
+                    await self.receive()
+            else:
+                await self._settled.wait()
+
+
+def _with_security_headers(send: ASGISendCallable) -> ASGISendCallable:
+    """``send`` adding the security headers to a WebSocket's 101 (or its HTTP refusal)."""
+
+    async def send_wrapper(message: ASGISendEvent) -> None:
+        if message["type"] in ("websocket.accept", "websocket.http.response.start"):
+            headers = message.get("headers") or []
+            message["headers"] = [*headers, *_SECURITY_HEADERS]
+        await send(message)
+
+    return send_wrapper
+
+
 @dataclass(slots=True)
 class _Outcome:
     status: int | None = None
     bytes: int = 0
     complete: bool = False
+    gone: bool = False
 
 
 async def _refuse(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

@@ -10,8 +10,10 @@ before any output is a real HTTP status with a JSON body.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
+from urllib.parse import quote
 
 import trio
 from quart import Request, Response, request
@@ -89,7 +91,7 @@ class ChatCompletions:
             log.run = record
         send, receive = trio.open_memory_channel[RunEvent](CHANNEL_SIZE)
         request_nursery(request.scope).start_soon(self.runtime.run, run, send, record)
-        headers = {"x-openclaw-session-key": session.key}
+        headers = {"x-openclaw-session-key": header_value(session.key)}
         if chat.stream:
             return await self._stream(chat, receive, headers)
         return await self._collect(chat, receive, headers)
@@ -161,8 +163,48 @@ async def _read_json(req: Request, http: HttpSettings) -> object:
         )
     req.max_content_length = limit
     req.body_timeout = int(http.body_timeout_seconds) or 1
-    data = await req.get_data(cache=False)
+    data = await req.get_data(cache=False, as_text=False, parse_form_data=False)
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        document = json.loads(data)
+    except RecursionError:
+        raise InvalidRequest("Invalid JSON body: nested too deeply.") from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, an integer of more than 4300 digits
         raise InvalidRequest(f"Invalid JSON body: {exc}") from None
+    # A lone surrogate (``"\\ud800"``) decodes to a string no UTF-8 encoder accepts: the
+    # response, the transcript and the upstream request would all fail on it later.
+    if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(document):
+        raise InvalidRequest("Invalid JSON body: a string contains an unpaired surrogate.")
+    return document
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Printable ASCII but ``%`` and space: what a header value keeps of a key that needs escaping.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def _has_lone_surrogate(document: object) -> bool:
+    """Whether a string (key or value) anywhere in ``document`` has an unpaired surrogate.
+    Iterative: the document may nest as deeply as the parser allowed."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def header_value(text: str) -> str:
+    """``text`` as an HTTP header value: as is when it is printable ASCII without edge spaces,
+    else percent-encoded UTF-8 (a key from ``user`` may hold any character; a raw one would
+    make the response itself fail)."""
+    if text.isascii() and text.isprintable() and text == text.strip():
+        return text
+    return quote(text, safe=_HEADER_SAFE, errors="backslashreplace")

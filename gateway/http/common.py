@@ -17,9 +17,10 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        _dumps(body).encode(), status=status, headers=headers, content_type="application/json"
-    )
+    # ``backslashreplace`` turns a lone surrogate (from a model's output) into its JSON escape
+    # ``\\udXXX`` instead of failing the response.
+    data = _dumps(body).encode("utf-8", "backslashreplace")
+    return Response(data, status=status, headers=headers, content_type="application/json")
 
 
 def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
