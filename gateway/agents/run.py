@@ -11,6 +11,7 @@ stateful run appends its turn to the transcript (shielded), marked ``complete``,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -20,7 +21,14 @@ from typing import Any
 
 import trio
 
-from gateway.agents.events import Finish, ProviderEvent, RunEvent, RunFailed
+from gateway.agents.events import (
+    Finish,
+    ProviderEvent,
+    RunEvent,
+    RunFailed,
+    TextDelta,
+    ToolCallDelta,
+)
 from gateway.agents.prompt import Prompt, assemble, new_turn, system_prompt
 from gateway.agents.record import NullObserver, RunObserver, RunRecord
 from gateway.agents.reply import Reply
@@ -31,6 +39,7 @@ from gateway.providers.registry import ProviderRegistry
 from gateway.sessions.base import LaneHandle, SessionStore, TurnStatus
 from gateway.settings import AgentSettings, AgentsSettings, ModelChoice
 from gateway.sse import usage_dict
+from gateway.text import clean, encodable
 from gateway.types import ChatMessage
 
 logger = logging.getLogger("gateway.run")
@@ -264,6 +273,7 @@ class AgentRuntime:
         send_timeout = request.send_timeout
 
         async def emit(event: ProviderEvent) -> None:
+            event = _encodable(event)
             if record.first_token_at is None:
                 record.first_token_at = time.monotonic()
                 record.phase = "streaming"
@@ -327,3 +337,18 @@ class AgentRuntime:
                 logger.exception("run %s: could not record the turn", request.run_id)
         if scope.cancelled_caught:
             logger.error("run %s: recording the turn timed out", request.run_id)
+
+
+def _encodable(event: ProviderEvent) -> ProviderEvent:
+    """``event`` with unpaired surrogates in its text replaced: an upstream may send them
+    (escaped in its JSON), and neither the client's response nor the transcript could carry
+    them."""
+    if type(event) is TextDelta:
+        if not encodable(event.text):
+            return TextDelta(clean(event.text))
+    elif type(event) is ToolCallDelta and not (
+        encodable(event.arguments) and encodable(event.name or "")
+    ):
+        name = clean(event.name) if event.name is not None else None
+        return dataclasses.replace(event, arguments=clean(event.arguments), name=name)
+    return event

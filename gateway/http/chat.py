@@ -10,7 +10,6 @@ before any output is a real HTTP status with a JSON body.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from urllib.parse import quote
@@ -36,6 +35,7 @@ from gateway.http.common import (
 from gateway.http.streaming import SSEBody
 from gateway.settings import HttpSettings
 from gateway.sse import ChunkEncoder, usage_dict
+from gateway.text import SURROGATE_ESCAPE_BYTES, has_lone_surrogate
 
 # Events a run may get ahead of its reader before it waits (backpressure toward the upstream).
 CHANNEL_SIZE = 64
@@ -172,33 +172,13 @@ async def _read_json(req: Request, http: HttpSettings) -> object:
         raise InvalidRequest(f"Invalid JSON body: {exc}") from None
     # A lone surrogate (``"\\ud800"``) decodes to a string no UTF-8 encoder accepts: the
     # response, the transcript and the upstream request would all fail on it later.
-    if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(document):
+    if SURROGATE_ESCAPE_BYTES.search(data) and has_lone_surrogate(document):
         raise InvalidRequest("Invalid JSON body: a string contains an unpaired surrogate.")
     return document
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Printable ASCII but ``%`` and space: what a header value keeps of a key that needs escaping.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
-
-
-def _has_lone_surrogate(document: object) -> bool:
-    """Whether a string (key or value) anywhere in ``document`` has an unpaired surrogate.
-    Iterative: the document may nest as deeply as the parser allowed."""
-    stack = [document]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def header_value(text: str) -> str:

@@ -126,7 +126,8 @@ class Connection:
         the client is in, else the connection is closing."""
         outcome: Accepted | Rejected | None = None
         with trio.move_on_after(self.policy.handshake_timeout):
-            data = await self.websocket.receive()
+            # Quart hands an empty binary message over as None.
+            data = await self.websocket.receive() or b""
             if too_large(data, self.policy.max_preauth_payload):
                 outcome = handshake.too_large()
             else:
@@ -173,7 +174,8 @@ class Connection:
         """Read requests until the client closes or a frame is too large (close 1009)."""
         slots = trio.Semaphore(self.policy.max_requests_in_flight)
         while True:
-            data = await self.websocket.receive()
+            # Quart hands an empty binary message over as None.
+            data = await self.websocket.receive() or b""
             if too_large(data, self.policy.max_payload):
                 self.close(CLOSE_MESSAGE_TOO_BIG, "message too big")
                 return

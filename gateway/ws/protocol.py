@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
+from gateway.text import SURROGATE_ESCAPE, clean_document
 from gateway.types import JSONObject
 
 MAX_PROTOCOL_VERSION: Final = 4
@@ -143,8 +144,15 @@ def parse_request(text: str | bytes) -> Request:
     """Parse one client frame. Raises ``FrameError`` for anything but a well-formed request."""
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise FrameError("invalid frame: not a JSON document") from None
+    escapes = SURROGATE_ESCAPE.search(text) if isinstance(text, str) else None
+    if escapes is not None or isinstance(text, bytes):
+        # Unpaired surrogates could not be sent back or stored: replace them (U+FFFD).
+        try:
+            data = clean_document(data)
+        except RecursionError:
+            raise FrameError("invalid frame: not a JSON document") from None
     if not isinstance(data, dict):
         raise FrameError("invalid frame: expected a JSON object")
     raw_id = data.get("id")

@@ -389,12 +389,6 @@ def conforms(raw: RawFrame) -> bool:
 # Known bugs (gateway/ws): strict xfails, to be turned into passing tests when fixed.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/ws: an empty binary message reaches the connection as None (Quart's "
-    "`event.get('bytes') or event['text']`), and protocol.too_large(None) raises TypeError: "
-    "the connection crashes ('unhandled error', close 1000) instead of ignoring or refusing it",
-)
 @pytest.mark.parametrize("connected", [False, True])
 async def test_empty_binary_message_is_not_a_crash(
     nursery: trio.Nursery, tmp_path: Path, connected: bool
@@ -417,12 +411,6 @@ async def test_empty_binary_message_is_not_a_crash(
     errors.assert_none()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/ws/protocol.py parse_request catches ValueError but not RecursionError: a "
-    "frame nested ~30000 deep (60 KB) crashes the connection (logged 'unhandled error', "
-    "closed 1000) instead of an INVALID_REQUEST / 1008",
-)
 @pytest.mark.parametrize("connected", [False, True])
 async def test_deeply_nested_frame_is_refused_not_a_crash(
     nursery: trio.Nursery, tmp_path: Path, connected: bool
@@ -446,12 +434,6 @@ async def test_deeply_nested_frame_is_refused_not_a_crash(
     errors.assert_none()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/ws: a lone surrogate escape in an `agent` message is accepted, then the "
-    "run's events cannot be encoded: the connection is dropped (close 1000, no final "
-    "response) and the turn cannot be stored in SQLite; HTTP answers such input 400",
-)
 async def test_lone_surrogate_in_an_agent_message(nursery: trio.Nursery, tmp_path: Path) -> None:
     server = await serve(nursery, tmp_path)
     operator = await Operator.open(server.url)
