@@ -47,6 +47,15 @@ def write_config(path: Path, up: FakeUpstream, token: str = "t1", **extra: Any) 
     path.write_text(json.dumps(config))
 
 
+def serve_args(tmp_path: Path, up: FakeUpstream, *extra: str) -> tuple[Path, str, list[str]]:
+    """A config file for ``up``, the server's URL, and the ``gateway serve`` command line."""
+    config = tmp_path / "gw.json"
+    write_config(config, up)
+    port = free_port()
+    command = [str(BIN / "gateway"), "serve", "--config", str(config), "--port", str(port), *extra]
+    return config, f"http://127.0.0.1:{port}", command
+
+
 async def chat(url: str, token: str = "t1", **body: Any) -> httpx.Response:
     body.setdefault("messages", [{"role": "user", "content": "hi"}])
     async with httpx.AsyncClient(timeout=20) as client:
@@ -65,11 +74,7 @@ async def wait_exit(proc: subprocess.Popen[bytes], seconds: float) -> int:
 async def test_sigterm_lets_short_runs_finish_and_aborts_long_ones(
     tmp_path: Path, up: FakeUpstream
 ) -> None:
-    config = tmp_path / "gw.json"
-    write_config(config, up)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [str(BIN / "gateway"), "serve", "--config", str(config), "--port", str(port)]
+    _, url, args = serve_args(tmp_path, up)
     with process(args, tmp_path) as proc:
         await wait_healthy(url, proc)
         short = Script(tokens=5, token_delay=0.1)  # 0.5 s: within the grace period
@@ -103,11 +108,7 @@ async def test_sigterm_lets_short_runs_finish_and_aborts_long_ones(
 async def test_exit_is_bounded_with_a_client_that_stopped_reading(
     tmp_path: Path, up: FakeUpstream
 ) -> None:
-    config = tmp_path / "gw.json"
-    write_config(config, up)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [str(BIN / "gateway"), "serve", "--config", str(config), "--port", str(port)]
+    _, url, args = serve_args(tmp_path, up)
     with process(args, tmp_path) as proc:
         await wait_healthy(url, proc)
         up.enqueue(Script(tokens=500_000))  # ~75 MB of SSE: far beyond the socket buffers
@@ -126,20 +127,7 @@ async def test_exit_is_bounded_with_a_client_that_stopped_reading(
 
 
 async def test_two_workers_share_the_port_and_sum_metrics(tmp_path: Path, up: FakeUpstream) -> None:
-    config = tmp_path / "gw.json"
-    write_config(config, up)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [
-        str(BIN / "gateway"),
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
+    _, url, args = serve_args(tmp_path, up, "--workers", "2")
     with process(args, tmp_path) as proc:
         await wait_healthy(url, proc)
         async with trio.open_nursery() as nursery:
@@ -163,11 +151,7 @@ async def test_two_workers_share_the_port_and_sum_metrics(tmp_path: Path, up: Fa
 async def test_reload_changes_agents_and_auth_without_dropping_streams(
     tmp_path: Path, up: FakeUpstream
 ) -> None:
-    config = tmp_path / "gw.json"
-    write_config(config, up)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [str(BIN / "gateway"), "serve", "--config", str(config), "--port", str(port)]
+    config, url, args = serve_args(tmp_path, up)
     with process(args, tmp_path) as proc:
         await wait_healthy(url, proc)
         up.enqueue(Script(tokens=40, token_delay=0.05))
