@@ -138,10 +138,13 @@ class GatewayASGI:
             if final:
                 await body.settle(drain=False)  # the app's own receive loop drains it
             try:
-                # quart-trio cancels the request scope on the post-response disconnect;
-                # unshielded, the final send would kill Hypercorn's keep-alive idle timer.
-                with trio.CancelScope(shield=final):
-                    await send(message)
+                if final:
+                    # quart-trio cancels the request scope on the post-response disconnect;
+                    # unshielded, the final send would kill Hypercorn's keep-alive idle timer.
+                    with trio.CancelScope(shield=True):
+                        await send(message)
+                else:
+                    await send(message)  # the per-chunk path: no cancel scope of its own
             except trio.BusyResourceError:
                 # Hypercorn's reading task is shutting the socket (the client closed with its
                 # request unfinished, see ``_RequestBody``): the client is gone, and Hypercorn
