@@ -86,8 +86,9 @@ class RateLimiter:
         left = attempts.locked_until - self._clock()
         return left if left > 0 else None
 
-    def failure(self, client: str) -> float | None:
-        """Count a wrong secret; returns the lockout length if this failure started one."""
+    def failure(self, client: str) -> None:
+        """Count a wrong secret. The ``max_attempts``-th one within the window starts the
+        lockout: it is still answered as a wrong secret, the attempts after it are refused."""
         now = self._clock()
         attempts = self._clients.pop(client, None) or _Attempts()
         self._clients[client] = attempts  # most recently used last
@@ -99,10 +100,7 @@ class RateLimiter:
             self._clients.popitem(last=False)
         if len(attempts.failures) >= self._settings.max_attempts:
             attempts.failures.clear()
-            lockout = self._settings.lockout_ms / 1000
-            attempts.locked_until = now + lockout
-            return lockout
-        return None
+            attempts.locked_until = now + self._settings.lockout_ms / 1000
 
     def success(self, client: str) -> None:
         self._clients.pop(client, None)
@@ -148,7 +146,5 @@ class Authenticator:
                 limiter.success(key)
             return AuthResult("ok")
         if limiter is not None:
-            lockout = limiter.failure(key)
-            if lockout is not None:
-                return AuthResult("locked", lockout)
+            limiter.failure(key)
         return AuthResult("invalid")

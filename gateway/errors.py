@@ -11,6 +11,7 @@ Anything else that escapes a handler is a bug: it is logged and answered with a 
 
 from __future__ import annotations
 
+from gateway.text import clean
 from gateway.types import ErrorBody
 
 
@@ -37,6 +38,9 @@ class GatewayError(Exception):
         code: str | None = None,
         retry_after: float | None = None,
     ) -> None:
+        # The message (and code) may quote an upstream, whose JSON can carry unpaired
+        # surrogates: cleaned here, every response, event and transcript can encode them.
+        message = clean(message)
         super().__init__(message)
         self.message = message
         if status is not None:
@@ -44,7 +48,7 @@ class GatewayError(Exception):
         if type_ is not None:
             self.type = type_
         self.param = param
-        self.code = code
+        self.code = clean(code) if code is not None else None
         self.retry_after = retry_after
 
     def body(self) -> ErrorBody:

@@ -48,6 +48,7 @@ def test_rate_limit_window_lockout_and_reset() -> None:
     now[0] = 11.0  # the first failure left the window
     assert auth.check("x", ip).outcome == "invalid"
     assert auth.check("x", ip).outcome == "invalid"
+    assert auth.check("x", ip).outcome == "invalid"  # the third: still 401, starts the lockout
     result = auth.check("x", ip)
     assert result.outcome == "locked" and result.retry_after == 60.0
     now[0] = 41.0

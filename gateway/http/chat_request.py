@@ -101,10 +101,11 @@ def parse_chat_request(body: Any) -> ChatRequest:
 
 
 def _has_content(message: ChatMessage) -> bool:
+    """Whether the message says something: non-blank text, or an image."""
     content = message["content"]
     if isinstance(content, str):
         return bool(content.strip())
-    return bool(content)
+    return any(part["type"] != "text" or part["text"].strip() for part in content or ())
 
 
 def _plain_text(message: ChatMessage) -> str:

@@ -232,6 +232,21 @@ async def test_error_after_first_token_is_an_sse_error_then_done(nursery: trio.N
     assert len(events) == 5
 
 
+async def test_error_with_a_lone_surrogate_after_first_token_still_ends_the_stream(
+    nursery: trio.Nursery,
+) -> None:
+    # An upstream's JSON error may escape a lone surrogate: the stream must still end cleanly.
+    failing = ProviderError("upstream", "bad \ud800 thing", provider="scripted")
+    scripted = ScriptedProvider(fail=failing, fail_after=1)
+    server = await start_server(nursery, AGENTS, providers={"scripted": scripted})
+    body = {"model": "openclaw:coder", "stream": True, "messages": USER}
+    async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as client:
+        response = await client.post("/v1/chat/completions", json=body)
+    events = sse_events(response.text)
+    assert events[2]["error"]["message"] == "bad \ufffd thing"
+    assert events[-1] == "[DONE]"
+
+
 async def test_fallback_before_first_token(nursery: trio.Nursery) -> None:
     primary = ScriptedProvider("primary", fail=ProviderError("upstream", "down"))
     backup = ScriptedProvider("backup", words=["saved"])

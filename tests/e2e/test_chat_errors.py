@@ -118,7 +118,7 @@ async def test_rate_limit_locks_out_after_wrong_secrets(nursery: trio.Nursery) -
     for _ in range(2):
         assert (await post(server.url, {"messages": USER}, headers=wrong)).status_code == 401
     assert (await post(server.url, {"messages": USER})).status_code == 200
-    for _ in range(2):
+    for _ in range(3):  # the third wrong secret is still a 401; it starts the lockout
         assert (await post(server.url, {"messages": USER}, headers=wrong)).status_code == 401
     locked = await post(server.url, {"messages": USER}, headers=wrong)
     assert_error(
@@ -127,6 +127,14 @@ async def test_rate_limit_locks_out_after_wrong_secrets(nursery: trio.Nursery) -
     assert locked.headers["retry-after"] == "30"
     # Locked out: even the right secret waits.
     assert (await post(server.url, {"messages": USER})).status_code == 429
+
+
+async def test_rate_limit_of_one_attempt(nursery: trio.Nursery) -> None:
+    limit = {"maxAttempts": 1, "windowMs": 60_000, "lockoutMs": 30_000, "exemptLoopback": False}
+    server = await start_server(nursery, {"gateway": {"auth": {"rateLimit": limit}}})
+    wrong = {"Authorization": "Bearer nope"}
+    assert (await post(server.url, {"messages": USER}, headers=wrong)).status_code == 401
+    assert (await post(server.url, {"messages": USER}, headers=wrong)).status_code == 429
 
 
 async def test_rate_limit_exempts_loopback_by_default(nursery: trio.Nursery) -> None:
@@ -187,6 +195,18 @@ async def test_invalid_json(nursery: trio.Nursery) -> None:
         ),
         (
             {"messages": [{"role": "assistant", "content": "hello"}]},
+            "Missing user message in `messages`.",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]},
+            "Missing user message in `messages`.",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": " "}]}]},
+            "Missing user message in `messages`.",
+        ),
+        (
+            {"messages": [{"role": "user", "content": []}]},
             "Missing user message in `messages`.",
         ),
         (

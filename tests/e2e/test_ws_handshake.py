@@ -136,8 +136,9 @@ async def test_rate_limit_is_shared_with_http(nursery: trio.Nursery) -> None:
     async with httpx.AsyncClient(base_url=server.url) as client:
         wrong = {"Authorization": "Bearer nope"}
         assert (await client.get("/v1/models", headers=wrong)).status_code == 401
+        assert (await client.get("/v1/models", headers=wrong)).status_code == 401  # locks out
         ws, _ = await open_challenged(server)
-        await ws.send_json(connect_frame(token="nope"))  # the second failure: locked out
+        await ws.send_json(connect_frame(token="nope"))  # refused: locked out
         error = (await ws.receive_json())["error"]
         assert error["details"]["code"] == "AUTH_RATE_LIMITED"
         assert error["retryAfterMs"] > 0

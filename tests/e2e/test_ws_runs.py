@@ -209,6 +209,21 @@ async def test_provider_failure_is_unavailable(nursery: trio.Nursery) -> None:
     assert agent_events(operator, "f-1")[-1]["data"]["phase"] == "error"
 
 
+async def test_failure_with_a_lone_surrogate_after_output_ends_the_run(
+    nursery: trio.Nursery,
+) -> None:
+    failing = ScriptedProvider(fail=ProviderError("upstream", "odd \udc80 end"), fail_after=1)
+    server = await start_server(nursery, AGENTS, providers={"scripted": failing})
+    operator = await Operator.open(server.url)
+    request_id = await operator.send("agent", {"message": "hi", "idempotencyKey": "s-1"})
+    await operator.response(request_id)
+    final = await operator.response(request_id)
+    assert final["ok"] is False
+    chat = chat_events(operator, "s-1")
+    assert chat[-1]["state"] == "error"
+    assert "odd \ufffd end" in chat[-1]["errorMessage"]
+
+
 async def test_run_timeout_is_agent_timeout(nursery: trio.Nursery) -> None:
     slow = ScriptedProvider(first_delay=60)
     server = await start_server(nursery, AGENTS, providers={"scripted": slow})

@@ -1,7 +1,7 @@
 """Authentication under pressure and the security headers on every kind of response.
 
 - A flood of concurrent wrong secrets (HTTP on several routes and WebSocket ``connect`` frames
-  at once, loopback not exempt): exactly ``maxAttempts - 1`` plain refusals, then 429 with
+  at once, loopback not exempt): exactly ``maxAttempts`` plain refusals, then 429 with
   ``Retry-After`` (and ``AUTH_RATE_LIMITED`` over WebSocket) for everything else, the right
   secret included; another client address is not affected.
 - WebSocket handshakes without a valid secret, in every shape: an error response, then 1008.
@@ -101,7 +101,7 @@ async def test_flood_of_wrong_secrets_locks_out_with_429(nursery: trio.Nursery) 
     refused = statuses[401] + ws.count("AUTH_TOKEN_MISMATCH")
     locked = statuses[429] + ws.count("AUTH_RATE_LIMITED")
     # The count is exact under concurrency: the check and the count are one step.
-    assert refused == LIMIT["maxAttempts"] - 1, (statuses, Counter(ws))
+    assert refused == LIMIT["maxAttempts"], (statuses, Counter(ws))
     assert locked == 120 - refused
     for response in http:
         check_gateway_response(response, chat=False)
@@ -214,7 +214,7 @@ class Crashing:
 async def test_security_headers_on_every_kind_of_response(nursery: trio.Nursery) -> None:
     config = {
         "gateway": {
-            "auth": {"rateLimit": {**LIMIT, "maxAttempts": 2}},
+            "auth": {"rateLimit": {**LIMIT, "maxAttempts": 1}},
             "http": {
                 "bodyTimeoutSeconds": 1,
                 "cors": {"allowOrigins": ["https://app.example"]},

@@ -180,6 +180,9 @@ def test_lockout_counts_with_the_http_limiter() -> None:
     )
     auth = Authenticator(AuthSettings(mode="token", token=TOKEN, rate_limit=limit))
     rejected(feed(connect(auth={"token": "x"}), auth))
+    second = rejected(feed(connect(auth={"token": "x"}), auth))  # still a mismatch
+    assert second.response is not None
+    assert second.response["error"]["details"]["code"] == "AUTH_TOKEN_MISMATCH"
     outcome = rejected(feed(connect(auth={"token": "x"}), auth))
     assert outcome.response is not None
     error = outcome.response["error"]
