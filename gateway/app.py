@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import sniffio
+import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart_trio import QuartTrio
 
@@ -20,8 +22,12 @@ from gateway.asgi import TRIO_REQUIRED, GatewayASGI
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, load_settings
 from gateway.cors import CorsPolicy
+from gateway.errors import GatewayError
 from gateway.http.common import AuthGuard
 from gateway.http.routes import Routes, register_routes
+from gateway.hypercorn_worker import HypercornWorker
+from gateway.lifecycle import Lifecycle, StopTiming
+from gateway.listeners import local_port, tune_listener
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.providers.registry import ProviderRegistry
@@ -31,12 +37,8 @@ from gateway.ws import WebSocketGateway
 
 logger = logging.getLogger("gateway")
 
-
-@dataclass(slots=True)
-class Lifecycle:
-    """Whether the app is ready to serve (false while starting and during shutdown)."""
-
-    ready: bool = False
+# How long aborted WebSocket connections get to receive their shutdown event and close frame.
+GOODBYE_SECONDS = 1.0
 
 
 # Settings a running server cannot change: a reload that changes them logs that they wait for
@@ -86,6 +88,39 @@ class Gateway:
         self.settings = settings
         logger.info("configuration reloaded")
 
+    async def stop_runs(self, grace: float) -> None:
+        """Steps 2 and 3 of a shutdown (see ``gateway.lifecycle``): let in-flight runs finish
+        for ``grace`` seconds, then abort the rest and close the WebSocket connections."""
+        with trio.move_on_after(grace):
+            await self.runtime.wait_idle()
+        shutdown = GatewayError(
+            "The server is shutting down.", status=503, type_="server_error", code="shutdown"
+        )
+        aborted = self.runtime.kill(error=shutdown)
+        if aborted:
+            logger.info("aborted %d run(s) still active after %g s", len(aborted), grace)
+        with trio.move_on_after(GOODBYE_SECONDS):
+            await self.ws.shutdown()
+
+    def adopt_hypercorn(self, worker: HypercornWorker) -> None:
+        """Launched by Hypercorn's CLI: follow its shutdown, within its --graceful-timeout, and
+        give its listening sockets the same dead-peer options as ``gateway serve``."""
+        grace = self.settings.gateway.shutdown_grace_seconds
+        timing = StopTiming.for_hypercorn(grace, worker.graceful_timeout)
+        if timing.grace < grace:
+            logger.info(
+                "in-flight runs get %g s on shutdown (gateway.shutdownGraceSeconds %g, Hypercorn "
+                "--graceful-timeout %g): pass --graceful-timeout %d for the full grace",
+                timing.grace, grace, worker.graceful_timeout, math.ceil(grace + 1),
+            )  # fmt: skip
+        self.lifecycle.timing = timing
+        self.lifecycle.hypercorn = worker
+        for sock in worker.sockets:
+            tune_listener(sock)
+            port = local_port(sock)
+            if port is not None:
+                self.lifecycle.listen_ports.add(port)
+
 
 def create_app(
     settings: Settings,
@@ -108,32 +143,42 @@ def create_app(
     quart.config["RESPONSE_TIMEOUT"] = None
     quart.config["MAX_CONTENT_LENGTH"] = http.chat_completions.max_body_bytes
     quart.config["BODY_TIMEOUT"] = max(1, int(http.body_timeout_seconds))
-    lifecycle = Lifecycle()
     metrics = Metrics() if http.metrics.enabled else None
     runtime = AgentRuntime(settings.agents, providers, store, observer=metrics)
     guard = AuthGuard(Authenticator(settings.gateway.auth))
+    # The WebSocket protocol on every path HTTP routes leave free; runs it detaches live in
+    # the app's nursery (which exists while serving).
+    ws = WebSocketGateway(settings, runtime, guard.authenticator, app_nursery=lambda: quart.nursery)
+    grace = settings.gateway.shutdown_grace_seconds
+    # By default the timing of ``gateway serve`` (whose Hypercorn waits grace + 1 s).
+    lifecycle = Lifecycle(stop=_unset_stop, timing=StopTiming.for_serve(grace, grace + 1))
     routes = register_routes(quart, settings, runtime, guard, lambda: lifecycle.ready, metrics)
+    ws.register(quart)
+    asgi = GatewayASGI(quart, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins))
+    gateway = Gateway(
+        asgi, quart, settings, runtime, lifecycle, ws, metrics, routes, guard.authenticator
+    )
+    lifecycle.stop = gateway.stop_runs
 
     @quart.before_serving
     async def startup() -> None:
-        # The store's background work (kill polling, lease upkeep) lives in the app's lifespan.
+        # The store's background work (kill polling, lease upkeep) and the shutdown watchers
+        # live in the app's lifespan.
         await quart.nursery.start(store.serve)
+        await quart.nursery.start(lifecycle.serve)
         lifecycle.ready = True
 
     @quart.after_serving
     async def shutdown() -> None:
-        lifecycle.ready = False
+        lifecycle.close()
         await providers.aclose()
         await store.aclose()
 
-    # The WebSocket protocol on every path HTTP routes leave free; runs it detaches live in
-    # the app's nursery (which exists while serving).
-    ws = WebSocketGateway(settings, runtime, guard.authenticator, app_nursery=lambda: quart.nursery)
-    ws.register(quart)
-    asgi = GatewayASGI(quart, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins))
-    return Gateway(
-        asgi, quart, settings, runtime, lifecycle, ws, metrics, routes, guard.authenticator
-    )
+    return gateway
+
+
+async def _unset_stop(grace: float) -> None:
+    raise RuntimeError("the lifecycle's stop procedure was not set")
 
 
 class LazyApp:
@@ -151,17 +196,23 @@ class LazyApp:
     ) -> None:
         if self._app is None:
             problem = None
+            worker = HypercornWorker.current()
             try:
                 if sniffio.current_async_library() != "trio":
                     raise ConfigError(TRIO_REQUIRED)
                 settings = load_settings()
                 configure_logging(settings.logging.format, settings.logging.level)
-                self._app = create_app(settings).asgi
+                gateway = create_app(settings)
+                if worker is not None:
+                    gateway.adopt_hypercorn(worker)
+                self._app = gateway.asgi
             except ConfigError as error:
                 problem = str(error)
             if problem is not None:
                 # Said once, plainly, before Hypercorn reports the failed startup its own way.
                 print(f"gateway: cannot start: {problem}", file=sys.stderr, flush=True)
+                if worker is not None:
+                    worker.fail_startup()
                 if scope["type"] == "lifespan":
                     await receive()
                     await send({"type": "lifespan.startup.failed", "message": problem})

@@ -1,12 +1,11 @@
 """Serving with Hypercorn's trio worker: one process, or a master and N workers sharing one
 listening socket.
 
-Shutdown (SIGTERM or SIGINT): stop accepting and report not-ready, let in-flight runs finish for
-``gateway.shutdownGraceSeconds``, then abort the rest (SSE clients get an error event and
-``[DONE]``, WebSocket clients a ``shutdown`` event and close 1012, upstreams are closed and
-transcripts marked aborted). A client that stopped reading can pin a Hypercorn write forever, so
-the process exits at the latest 1.5 s after the grace period. SIGHUP re-reads the configuration
-(see ``Gateway.reload``).
+Shutdown (SIGTERM or SIGINT) follows ``gateway.lifecycle``: stop accepting and report not-ready,
+let in-flight runs finish for ``gateway.shutdownGraceSeconds``, then abort the rest; the process
+exits at the latest 1.5 s after the grace period, even with a client that stopped reading. A
+worker whose supervisor dies shuts down on its own. SIGHUP re-reads the configuration (see
+``Gateway.reload``).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -30,19 +28,12 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.app import Gateway, create_app
 from gateway.config import ConfigError, load_settings
-from gateway.errors import GatewayError
+from gateway.listeners import local_port, tune_listener
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 from gateway.ws.server import configure_hypercorn
 
 logger = logging.getLogger("gateway.serve")
-
-# After the grace period: how long stuck connections may delay the exit.
-EXIT_MARGIN = 1.5
-# Dead peers are dropped after this long without an acknowledgement (TCP_USER_TIMEOUT) or,
-# when idle, after keepalive probes fail.
-TCP_USER_TIMEOUT_MS = 30_000
-KEEPALIVE = (30, 10, 3)  # idle seconds, interval seconds, probes
 
 
 def pid_file(settings: Settings) -> Path:
@@ -65,37 +56,33 @@ def create_sockets(config: Config) -> Sockets:
     (accepted connections inherit these options)."""
     sockets = config.create_sockets()
     for sock in sockets.insecure_sockets:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE[0])
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE[1])
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE[2])
-        if hasattr(socket, "TCP_USER_TIMEOUT"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+        tune_listener(sock)
         sock.listen(config.backlog)
     return sockets
 
 
 async def serve_gateway(gateway: Gateway, config: Config, sockets: Sockets) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down as the module docstring says."""
-    stopping = trio.Event()
+    """Serve until SIGTERM/SIGINT (or the supervisor's death, for a worker), then shut down as
+    ``gateway.lifecycle`` says; SIGHUP reloads the configuration."""
+    lifecycle = gateway.lifecycle
+    for sock in sockets.insecure_sockets:
+        port = local_port(sock)
+        if port is not None:
+            lifecycle.listen_ports.add(port)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, gateway, stopping, nursery)
+        nursery.start_soon(_watch_signals, gateway)
         app = wrap_app(gateway.asgi, config.wsgi_max_body_size, "asgi")
-        await worker_serve(app, config, sockets=sockets, shutdown_trigger=stopping.wait)
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=lifecycle.stopping.wait)
         nursery.cancel_scope.cancel()
 
 
-async def _watch_signals(gateway: Gateway, stopping: trio.Event, nursery: trio.Nursery) -> None:
+async def _watch_signals(gateway: Gateway) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             if signum == signal.SIGHUP:
                 _reload(gateway)
-            elif not stopping.is_set():
-                logger.info("received %s: shutting down", signal.Signals(signum).name)
-                gateway.lifecycle.ready = False
-                stopping.set()
-                nursery.start_soon(_drain, gateway)
+            else:
+                gateway.lifecycle.begin_shutdown(f"received {signal.Signals(signum).name}")
 
 
 def _reload(gateway: Gateway) -> None:
@@ -107,27 +94,14 @@ def _reload(gateway: Gateway) -> None:
     gateway.reload(settings)
 
 
-async def _drain(gateway: Gateway) -> None:
-    grace = gateway.settings.gateway.shutdown_grace_seconds
-    with trio.move_on_after(grace):
-        await gateway.runtime.wait_idle()
-    shutdown = GatewayError(
-        "The server is shutting down.", status=503, type_="server_error", code="shutdown"
-    )
-    aborted = gateway.runtime.kill(error=shutdown)
-    if aborted:
-        logger.info("aborted %d run(s) still active after %g s", len(aborted), grace)
-    with trio.move_on_after(EXIT_MARGIN):
-        await gateway.ws.shutdown()
-    await trio.sleep(EXIT_MARGIN)
-    # Still here: a connection Hypercorn cannot cancel (a client that stopped reading).
-    logger.warning("connections still open %g s after the grace period; exiting", EXIT_MARGIN)
-    logging.shutdown()
-    os._exit(0)
-
-
-def _serve_process(settings: Settings, config: Config, sockets: Sockets) -> None:
-    trio.run(partial(serve_gateway, create_app(settings), config, sockets))
+def _serve_process(
+    settings: Settings, config: Config, sockets: Sockets, pid_path: Path | None = None
+) -> None:
+    gateway = create_app(settings)
+    if pid_path is not None:
+        # A last-resort exit skips the ``finally`` that removes it.
+        gateway.lifecycle.exit_hooks.append(partial(pid_path.unlink, missing_ok=True))
+    trio.run(partial(serve_gateway, gateway, config, sockets))
 
 
 def _worker(config: Config, sockets: Sockets, log_format: str, log_level: str) -> None:
@@ -145,7 +119,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int) -> int:
     pid_path.write_text(f"{os.getpid()}\n")
     try:
         if workers == 1:
-            _serve_process(settings, config, sockets)
+            _serve_process(settings, config, sockets, pid_path)
             return 0
         return _supervise(settings, config, sockets, workers)
     finally:
