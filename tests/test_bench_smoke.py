@@ -29,6 +29,7 @@ SMOKE = {
         "--levels", "10", "--token-interval", "0.2", "--tokens", "20", "--window", "0.5",
         "--settle", "0.2", "--batch", "10", "--ramp-timeout", "20",
     ],
+    "upstream_client": ["--quick"],
 }  # fmt: skip
 
 

@@ -1,37 +1,56 @@
-"""HTTP toward upstream model APIs: one pooled client per provider, deadlines, and closing.
+"""HTTP toward upstream model APIs: one connection pool per provider, deadlines, and closing.
 
-Each provider owns one ``UpstreamHttp``: an ``httpx.AsyncClient`` speaking HTTP/1.1 only (over
-HTTP/2 httpx does not reset a stream it abandons; over HTTP/1.1 abandoning means closing the TCP
-connection, which the upstream sees at once) with a keep-alive pool.
+Each provider owns one ``UpstreamHttp``: the gateway's HTTP/1.1 client (``http11``) with a
+keep-alive pool (at most 32 idle connections, each kept at most 30 s). HTTP/1.1 only: abandoning
+a response means closing its TCP connection, which the upstream sees at once. Proxies come from
+the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, read when the
+provider is built); ``https://`` is verified TLS (see ``http11.pool``).
 
-Deadlines are trio cancel scopes; httpx's own timeouts are off so that one mechanism decides:
+Deadlines are trio cancel scopes:
 
-- connect: pool + DNS + TCP (+ TLS) within ``connect_timeout_seconds``;
+- connect: DNS + TCP (+ proxy tunnel + TLS) within ``connect_timeout_seconds`` (a pooled
+  connection needs no connecting);
 - first byte: from the moment the request starts going out until the first body byte within
   ``first_byte_timeout`` (response headers that arrive early do not stop this clock);
 - idle: at most ``idle_timeout`` between two body chunks afterwards.
 
-Each expiry is a ``ProviderError("timeout")``. Connection closing: a response not read to its end
-(cancellation, an error, a timeout, an error status whose body is too long) closes its connection
-instead of returning it to the pool; this is httpcore's rule for HTTP/1.1 and ``open_stream``
-relies on it by always closing the response, shielded, on the way out (``UpstreamBody.aclose``).
+Each expiry is a ``ProviderError("timeout")``. A connection goes back to the pool only when its
+response was read to the end; a response abandoned for any reason (cancellation, an error, a
+timeout, an error status whose body is too long) closes its connection at once, and
+``open_stream`` guarantees that on the way out.
 
-A connection taken from the pool that turns out closed by the upstream before any answer (the
-keep-alive race) is retried once on a new connection; a new connection is never retried.
+A connection taken from the pool that turns out closed by the upstream before any byte of an
+answer (the keep-alive race) is retried once on a new connection; a new connection is never
+retried.
 """
 
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Protocol
+from urllib.request import getproxies_environment
 
-import httpx
 import trio
 
-from gateway.agents.events import ProviderEvent
 from gateway.providers.base import Emit, ProviderError
+from gateway.providers.events import ProviderEvent
+from gateway.providers.http11 import (
+    ConnectError,
+    Connection,
+    ConnectionBroken,
+    ConnectionPool,
+    HttpError,
+    InvalidRequest,
+    InvalidResponse,
+    PreparedRequest,
+    ResponseHead,
+    Route,
+    prepare_request,
+)
 from gateway.providers.upstream_errors import error_from_status
 from gateway.providers.upstream_sse import SSEDecodeError, SSEDecoder, SSEEvent
 from gateway.settings import ProviderSettings
@@ -39,32 +58,15 @@ from gateway.settings import ProviderSettings
 __all__ = ["EventTranslator", "UpstreamBody", "UpstreamHttp"]
 
 _ERROR_LIMIT = 64 * 1024
-_UNWIND_LIMIT = 10_000
 _DRAIN_LIMIT = 64 * 1024
 _DRAIN_SECONDS = 2.0
-_USER_AGENT = "openclaw-gateway"
+_MAX_IDLE = 32
+_IDLE_EXPIRY = 30.0
+_DEFAULT_HEADERS: Mapping[str, str] = MappingProxyType({"User-Agent": "openclaw-gateway"})
 
 
 class _StaleConnection(Exception):
     """A kept-alive connection turned out dead before any answer: worth one fresh attempt."""
-
-
-class _Trace:
-    """httpcore's ``trace`` extension: learns the request's phase and moves its deadline."""
-
-    def __init__(self, scope: trio.CancelScope, first_byte_timeout: float) -> None:
-        self._scope = scope
-        self._first_byte_timeout = first_byte_timeout
-        self.new_connection = False
-        self.sending = False
-
-    async def __call__(self, name: str, info: Mapping[str, Any]) -> None:
-        if name == "connection.connect_tcp.started":
-            self.new_connection = True
-        elif name == "http11.send_request_headers.started":
-            # Connected (or reusing a pooled connection): the first-byte clock starts now.
-            self.sending = True
-            self._scope.deadline = trio.current_time() + self._first_byte_timeout
 
 
 class EventTranslator(Protocol):
@@ -78,21 +80,29 @@ class EventTranslator(Protocol):
 class UpstreamBody:
     """The body of an upstream response, read chunk by chunk under the deadlines."""
 
-    def __init__(self, response: httpx.Response, settings: ProviderSettings, deadline: float):
-        self.content_type: str = response.headers.get("content-type", "")
-        self._response = response
-        self._chunks = response.aiter_bytes()
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        route: Route,
+        connection: Connection,
+        head: ResponseHead,
+        settings: ProviderSettings,
+        deadline: float,
+    ) -> None:
+        self.content_type: str = head.content_type
+        self._pool = pool
+        self._route = route
+        self._connection = connection
+        self._released = False
         self._settings = settings
         self._first_deadline: float | None = deadline
-        # True while httpx's iterator chain is suspended at a ``yield`` (see ``aclose``).
-        self._parked = False
 
     async def receive_some(self) -> bytes | None:
         """The next non-empty chunk, or ``None`` at the end of the body.
 
         Raises ``ProviderError`` (``timeout`` on the first-byte or idle deadline, ``upstream`` if
-        the connection breaks). On cancellation the read stops at once; the enclosing
-        ``open_stream`` then closes the connection.
+        the connection breaks, ``protocol`` for an invalid body). On cancellation the read stops
+        at once; the enclosing ``open_stream`` then closes the connection.
         """
         first = self._first_deadline is not None
         if self._first_deadline is not None:
@@ -100,10 +110,7 @@ class UpstreamBody:
         else:
             deadline = trio.current_time() + self._settings.idle_timeout
         with trio.CancelScope(deadline=deadline):
-            try:
-                chunk = await self._next()
-            except httpx.HTTPError as exc:
-                raise _transport_error(self._settings.id, exc, "reading the response") from exc
+            chunk = await self._next()
             self._first_deadline = None
             return chunk
         pid = self._settings.id
@@ -164,7 +171,7 @@ class UpstreamBody:
                     size += len(chunk)
                     if size > _DRAIN_LIMIT:
                         return
-            except httpx.HTTPError:
+            except ProviderError:
                 return
 
     async def read_error_body(self, limit: int) -> bytes:
@@ -177,55 +184,39 @@ class UpstreamBody:
                 while size < limit and (chunk := await self._next()) is not None:
                     parts.append(chunk)
                     size += len(chunk)
-            except httpx.HTTPError:
+            except ProviderError:
                 pass
         return b"".join(parts)[:limit]
 
     async def aclose(self) -> None:
-        """Close the response: its connection goes back to the pool only if the body was read
-        to its end, otherwise the TCP connection is closed at once. Call it shielded.
-
-        Then, if the body was abandoned mid-way, resume httpx's chain of async generators until
-        it ends: reading the now closed connection fails at once, which finishes every
-        generator. Left suspended, they would be finalized by the garbage collector (trio warns
-        about that) instead of here.
-        """
-        await self._response.aclose()
-        for _ in range(_UNWIND_LIMIT):
-            if not self._parked:
-                return
-            try:
-                await self._next()
-            except (httpx.HTTPError, trio.ClosedResourceError):
-                return
+        """Give the connection back to the pool if the body was read to its end, else close the
+        TCP connection at once. Never blocks (nothing to shield); later calls do nothing."""
+        if not self._released:
+            self._released = True
+            self._pool.release(self._route, self._connection)
 
     async def _next(self) -> bytes | None:
-        self._parked = False
         try:
-            chunk = await anext(self._chunks)
-        except StopAsyncIteration:
-            return None
-        self._parked = True
-        return chunk
+            return await self._connection.receive_data()
+        except HttpError as exc:
+            raise _transport_error(self._settings.id, exc, "reading the response") from None
 
 
 class UpstreamHttp:
-    """One provider's connection pool and the request helper built on it."""
+    """One provider's connection pool and the request helper built on it.
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    ``ssl_context`` replaces ``http11.default_ssl_context()`` for ``https://`` upstreams (tests
+    pass one that trusts their own CA).
+    """
+
+    def __init__(
+        self, settings: ProviderSettings, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._settings = settings
-        self._client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            timeout=httpx.Timeout(None),  # trio deadlines decide, see the module docstring
-            limits=httpx.Limits(
-                max_connections=None,  # concurrency is bounded by the agents' lanes
-                max_keepalive_connections=32,
-                keepalive_expiry=30.0,
-            ),
-            follow_redirects=False,
-            headers={"User-Agent": _USER_AGENT},
+        self._pool = ConnectionPool(
+            ssl_context=ssl_context, max_idle=_MAX_IDLE, idle_expiry=_IDLE_EXPIRY
         )
+        self._proxies = getproxies_environment()
 
     @asynccontextmanager
     async def open_stream(
@@ -234,86 +225,96 @@ class UpstreamHttp:
         """POST ``body`` to ``url``; yield the 2xx response body for streaming.
 
         Raises ``ProviderError`` for a non-2xx status (its body read, bounded, for the message),
-        a connection failure or an expired deadline. On leaving, the response is closed,
-        shielded from cancellation: a body not read to its end closes the TCP connection, so a
-        cancelled caller leaves nothing open and nothing half-read in the pool.
+        an unusable URL, a connection failure or an expired deadline. On leaving, the
+        connection goes back to the pool only if the body was read to its end; otherwise it is
+        closed at once, so a cancelled caller (in any phase: connecting, writing the request,
+        waiting, reading, or in its own code) leaves nothing open and nothing half-read.
         """
+        pid = self._settings.id
         try:
-            response, deadline = await self._send_once(url, body, headers)
-        except _StaleConnection:
-            response, deadline = await self._send_once(url, body, headers, retry=False)
-        upstream = UpstreamBody(response, self._settings, deadline)
+            request = prepare_request("POST", url, (_DEFAULT_HEADERS, headers), body, self._proxies)
+        except InvalidRequest as exc:
+            message = f"Provider '{pid}' cannot send its request: {exc}"
+            raise ProviderError("connect", message, provider=pid) from None
+        connection, head, deadline = await self._exchange(request)
+        upstream = UpstreamBody(
+            self._pool, request.route, connection, head, self._settings, deadline
+        )
         try:
-            if not 200 <= response.status_code < 300:
-                raise self._status_error(response, await upstream.read_error_body(_ERROR_LIMIT))
+            if not 200 <= head.status < 300:
+                raise self._status_error(head, await upstream.read_error_body(_ERROR_LIMIT))
             yield upstream
         finally:
-            with trio.CancelScope(shield=True):
-                await upstream.aclose()
+            await upstream.aclose()
 
     async def aclose(self) -> None:
-        """Close every pooled connection."""
-        await self._client.aclose()
+        """Close every pooled connection (those in use close when their response is done)."""
+        self._pool.close()
 
-    async def _send_once(
-        self, url: str, body: bytes, headers: Mapping[str, str], *, retry: bool = True
-    ) -> tuple[httpx.Response, float]:
-        """Send the request and wait for the response headers; returns the response and the
-        absolute first-byte deadline. Raises ``_StaleConnection`` (if ``retry``) when a reused
-        connection died before answering: the upstream closed it while it sat in the pool."""
+    async def _exchange(self, request: PreparedRequest) -> tuple[Connection, ResponseHead, float]:
+        """Send ``request`` on a pooled connection (retried once on a new one if that turns out
+        dead) or a new one; returns the connection, the response head and the absolute
+        first-byte deadline."""
+        connection = self._pool.take_idle(request.route)
+        if connection is not None:
+            try:
+                return await self._send(request, connection, reused=True)
+            except _StaleConnection:
+                pass
+        return await self._send(request, await self._connect(request.route), reused=False)
+
+    async def _connect(self, route: Route) -> Connection:
         pid = self._settings.id
-        with trio.CancelScope(
-            deadline=trio.current_time() + self._settings.connect_timeout_seconds
-        ) as scope:
-            trace = _Trace(scope, self._settings.first_byte_timeout)
+        timeout = self._settings.connect_timeout_seconds
+        with trio.move_on_after(timeout):
             try:
-                request = self._client.build_request(
-                    "POST", url, content=body, headers=headers, extensions={"trace": trace}
-                )
-            except httpx.InvalidURL as exc:
-                raise ProviderError(
-                    "connect", f"Provider '{pid}' has an invalid URL {url!r}: {exc}", provider=pid
-                ) from None
-            try:
-                return await self._client.send(request, stream=True), scope.deadline
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                if retry and not trace.new_connection:
-                    raise _StaleConnection from exc
-                raise _transport_error(pid, exc, "waiting for the response") from exc
-            except httpx.HTTPError as exc:
-                raise _transport_error(pid, exc, "sending the request") from exc
-        if trace.sending:
-            message = (
-                f"Provider '{pid}' sent nothing within {self._settings.first_byte_timeout:g} s"
-            )
-        else:
-            timeout = self._settings.connect_timeout_seconds
-            message = f"Could not connect to provider '{pid}' within {timeout:g} s"
+                return await self._pool.connect(route)
+            except ConnectError as exc:
+                message = f"Could not connect to provider '{pid}': {exc}"
+                raise ProviderError("connect", message, provider=pid) from None
+        message = f"Could not connect to provider '{pid}' within {timeout:g} s"
         raise ProviderError("timeout", message, provider=pid)
 
-    def _status_error(self, response: httpx.Response, body: bytes) -> ProviderError:
+    async def _send(
+        self, request: PreparedRequest, connection: Connection, *, reused: bool
+    ) -> tuple[Connection, ResponseHead, float]:
+        """Write the request and wait for the response head under the first-byte deadline.
+
+        Raises ``_StaleConnection`` when a ``reused`` connection died before any answer. The
+        connection is closed on every way out but a successful return.
+        """
+        pid = self._settings.id
+        deadline = trio.current_time() + self._settings.first_byte_timeout
+        try:
+            with trio.CancelScope(deadline=deadline):
+                await connection.send_request(request)
+                return connection, await connection.receive_response(), deadline
+        except BaseException as exc:
+            connection.close()
+            if isinstance(exc, ConnectionBroken) and reused and not exc.answered:
+                raise _StaleConnection from None
+            if isinstance(exc, HttpError):
+                raise _transport_error(pid, exc, "waiting for the response") from None
+            raise
+        connection.close()
+        message = f"Provider '{pid}' sent nothing within {self._settings.first_byte_timeout:g} s"
+        raise ProviderError("timeout", message, provider=pid)
+
+    def _status_error(self, head: ResponseHead, body: bytes) -> ProviderError:
         return error_from_status(
             self._settings.id,
-            response.status_code,
+            head.status,
             body=body,
-            content_type=response.headers.get("content-type", ""),
-            retry_after=response.headers.get("retry-after"),
-            retry_after_ms=response.headers.get("retry-after-ms"),
+            content_type=head.content_type,
+            retry_after=head.headers.get("retry-after"),
+            retry_after_ms=head.headers.get("retry-after-ms"),
         )
 
 
-def _transport_error(provider: str, exc: httpx.HTTPError, during: str) -> ProviderError:
-    """Classify an httpx failure (never a stack trace for the client)."""
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return ProviderError(
-            "timeout", f"Provider '{provider}' timed out {during}", provider=provider
-        )
-    if isinstance(exc, httpx.ConnectError | httpx.ProxyError | httpx.UnsupportedProtocol):
-        message = f"Could not connect to provider '{provider}': {detail}"
-        return ProviderError("connect", message, provider=provider)
-    if isinstance(exc, httpx.DecodingError):
-        message = f"Provider '{provider}' sent an undecodable body: {detail}"
+def _transport_error(provider: str, exc: HttpError, during: str) -> ProviderError:
+    """Classify a client failure (never a stack trace for the client)."""
+    if isinstance(exc, InvalidResponse):
+        message = f"Provider '{provider}' sent an invalid response: {exc}"
         return ProviderError("protocol", message, provider=provider)
-    message = f"Provider '{provider}' broke the connection while {during}: {detail}"
+    message = f"Provider '{provider}' broke the connection while {during}: {exc}"
     return ProviderError("upstream", message, provider=provider)
