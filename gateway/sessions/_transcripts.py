@@ -156,6 +156,13 @@ def list_sessions(agent_id: str | None, limit: int, db: sqlite3.Connection) -> l
     return [SessionInfo(*row) for row in rows]
 
 
+def count_sessions(agent_id: str | None, db: sqlite3.Connection) -> int:
+    (count,) = db.execute(
+        "SELECT count(*) FROM sessions WHERE ?1 IS NULL OR agent_id = ?1", (agent_id,)
+    ).fetchone()
+    return int(count)
+
+
 def reset(key: str, db: sqlite3.Connection) -> bool:
     db.execute("DELETE FROM messages WHERE session_key = ?", (key,))
     updated = db.execute("UPDATE sessions SET updated_at_ms = ? WHERE key = ?", (_now_ms(), key))

@@ -5,7 +5,8 @@ Tasks, all in the connection's nursery (which quart-trio cancels when the client
 - the reader (the handler's own task) parses frames and starts one task per request, at most
   ``policy.max_requests_in_flight`` at once (beyond that it stops reading: backpressure);
 - the writer drains the outbox into the socket, in order, and ends the connection once it has
-  written a close frame;
+  written a close frame and the client has answered it with its own (or
+  ``policy.close_timeout`` passed): the TCP connection outlives every frame the client reads;
 - the ticker queues a ``tick`` event every ``policy.tick_interval``;
 - the runs this connection started (see ``runs``), unless runs are detached.
 
@@ -136,7 +137,7 @@ class Connection:
             outcome = handshake.timed_out()
         if isinstance(outcome, Accepted):
             self.granted = outcome.granted
-            hello = hello_ok(outcome, self._server_info(), handshake.auth_mode)
+            hello = hello_ok(outcome, await self._server_info(), handshake.auth_mode)
             await self.outbox.send_response(hello)
             return True
         if outcome.response is not None:
@@ -151,12 +152,12 @@ class Connection:
             return AuthResult("invalid")
         return authenticator.check(presented, self._client_host)
 
-    def _server_info(self) -> ServerInfo:
+    async def _server_info(self) -> ServerInfo:
         handlers = self.server.handlers
         default = handlers.agents.default_id
         snapshot = {
             "presence": [],
-            "health": handlers.health_summary(),
+            "health": await handlers.health_snapshot(),
             "stateVersion": {"presence": 0, "health": 0},
             "uptimeMs": handlers.uptime_ms(),
             "sessionDefaults": {
@@ -171,11 +172,14 @@ class Connection:
         )
 
     async def _read(self, nursery: trio.Nursery) -> None:
-        """Read requests until the client closes or a frame is too large (close 1009)."""
+        """Read requests until the client closes, a frame is too large (close 1009) or the
+        connection is closing (the writer then discards what the client still sends)."""
         slots = trio.Semaphore(self.policy.max_requests_in_flight)
         while True:
             # Quart hands an empty binary message over as None.
             data = await self.websocket.receive() or b""
+            if not self.outbox.accepting:
+                return
             if too_large(data, self.policy.max_payload):
                 self.close(CLOSE_MESSAGE_TOO_BIG, "message too big")
                 return
@@ -183,7 +187,10 @@ class Connection:
                 request = parse_request(data)
             except FrameError as error:
                 if error.request_id is not None:
-                    await self.outbox.send_response(error_response(error.request_id, error))
+                    try:
+                        await self.outbox.send_response(error_response(error.request_id, error))
+                    except trio.ClosedResourceError:
+                        return
                 else:
                     logger.debug("connection %s: ignored a frame: %s", self.conn_id, error)
                 continue
@@ -212,8 +219,9 @@ class Connection:
             slots.release()
 
     async def _write(self, scope: trio.CancelScope) -> None:
-        """Write queued frames in order; after a close frame, or when a write fails, end the
-        connection (cancelling ``scope``, the connection's)."""
+        """Write queued frames in order; after a close frame (once the client has answered it,
+        see ``_finish_closing``), or when a write fails, end the connection (cancelling
+        ``scope``, the connection's)."""
         while True:
             try:
                 item = await self.outbox.get()
@@ -223,6 +231,7 @@ class Connection:
                 if isinstance(item, CloseFrame):
                     self._close_written = True
                     await self.websocket.close(item.code, item.reason)
+                    await self._finish_closing()
                     scope.cancel()
                     return
                 await self.websocket.send(item)
@@ -232,6 +241,22 @@ class Connection:
                 logger.debug("connection %s: write failed", self.conn_id, exc_info=True)
                 scope.cancel()
                 return
+
+    async def _finish_closing(self) -> None:
+        """The closing handshake (RFC 6455 7.1.1): after our close frame, discard what the
+        client still sends until its close frame arrives, or ``policy.close_timeout`` passes.
+
+        Why: ending the connection drops the TCP connection at once, and a client may then
+        lose frames it has received but not yet handled: the OpenClaw CLI inflates compressed
+        messages asynchronously and, when the socket closes first, reports only the close
+        (e.g. the ``AUTH_TOKEN_MISMATCH`` answer to ``connect`` was lost). A client sends its
+        close once it has read ours, so it has read everything before it too. The client's
+        close reaches the app as a disconnect, which cancels this connection (quart-trio
+        cancels the handler): that cancellation is how this returns early.
+        """
+        with trio.move_on_after(self.policy.close_timeout):
+            while True:
+                await self.websocket.receive()
 
     async def _tick(self) -> None:
         while True:

@@ -85,6 +85,9 @@ class Policy:
     max_requests_in_flight: int = 32
     # How long a shutdown waits for a connection's runs to report their end before closing.
     shutdown_grace: float = 2.0
+    # How long the server waits for the client's close frame after sending its own, before
+    # dropping the TCP connection.
+    close_timeout: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

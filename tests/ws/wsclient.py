@@ -2,13 +2,15 @@
 
 It reads only when asked (no background task), so a test decides exactly when frames are
 consumed, answers pings, records the server's close, and can send an empty close frame like the
-OpenClaw CLI does. ``Operator`` adds the protocol: handshake, requests, events.
+OpenClaw CLI does. ``Operator`` adds the protocol: handshake, requests, events. ``client_frame``
+builds frames by hand, broken ones included, to write on ``WsClient.stream``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import struct
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,6 +34,40 @@ from wsproto.frame_protocol import CloseReason
 from tests.harness import TOKEN
 
 Frame = dict[str, Any]
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def client_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True
+) -> bytes:
+    """One client frame on the wire (``rsv``: the three RSV bits, RSV1 highest), with no
+    check of what RFC 6455 allows."""
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if masked else 0
+    if len(payload) < 126:
+        head += bytes([mask_bit | len(payload)])
+    elif len(payload) < 65536:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", len(payload))
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", len(payload))
+    if not masked:
+        return head + payload
+    return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+
+
+# Frames a client must not send (no extension negotiated): name → (the bytes, the close code
+# RFC 6455 calls for).
+BROKEN_FRAMES = {
+    "invalid UTF-8 text": (client_frame(0x1, b'{"a": "\xff\xfe"}'), 1007),
+    "RSV1 without extension": (client_frame(0x1, b"{}", rsv=0b100), 1002),
+    "RSV2": (client_frame(0x1, b"{}", rsv=0b010), 1002),
+    "RSV3": (client_frame(0x1, b"{}", rsv=0b001), 1002),
+    "unmasked client frame": (client_frame(0x1, b"{}", masked=False), 1002),
+    "unknown opcode 0x3": (client_frame(0x3, b"x"), 1002),
+    "fragmented ping": (client_frame(0x9, b"p", fin=False), 1002),
+    "126-byte ping": (client_frame(0x9, b"p" * 126), 1002),
+}
 
 
 class Closed(Exception):
@@ -66,6 +102,9 @@ class WsClient:
             conn.receive_data(data)
             for event in conn.events():
                 if isinstance(event, AcceptConnection):
+                    # Frames that came in the same read as the 101 (the server's first
+                    # message, often) wait in wsproto's buffer: take them in now.
+                    await client._take_events()
                     return client
                 if isinstance(event, RejectConnection):
                     raise ConnectionError(f"upgrade refused: {event.status_code}")
@@ -113,6 +152,9 @@ class WsClient:
             self.close = self.close or Closed(1006, "connection dropped")
             return
         self.conn.receive_data(data)
+        await self._take_events()
+
+    async def _take_events(self) -> None:
         for event in self.conn.events():
             if isinstance(event, TextMessage | BytesMessage):
                 text = event.data if isinstance(event.data, str) else event.data.decode()
