@@ -4,8 +4,8 @@ Same app (``create_app``), same Hypercorn trio worker settings (``gateway.cli.hy
 and same shutdown as ``gateway serve --config PATH --port N``, plus, on the same listener:
 
 - ``GET /_bench/stats``: what the app holds right now: ``runtime.statistics()`` (active and
-  queued runs), the store's ``lane_statistics()`` and lane tickets when it has them, the number of
-  trio tasks, open file descriptors and VmRSS of the process;
+  queued runs), admission's ``statistics()`` and, when it is shared, its lane tickets, the number
+  of trio tasks, open file descriptors and VmRSS of the process;
 - ``GET /_bench/memory``: live memory by allocation site (with ``--tracemalloc``);
 - ``GET /_bench/lanes``: per request tagged with an ``x-bench-id`` header, when its run asked
   for a lane, was admitted (``null`` if never) and left the lane (queue or slot released),
@@ -41,23 +41,23 @@ BENCH_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_id"
 
 
 class LaneProbe:
-    """Wraps the runtime's session store; records lane enter/admit/exit per bench id."""
+    """Wraps the runtime's admission; records lane enter/admit/exit per bench id."""
 
-    def __init__(self, store: Any) -> None:
-        self._store = store
+    def __init__(self, admission: Any) -> None:
+        self._admission = admission
         self.events: dict[str, list[float | None]] = {}
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return getattr(self._admission, name)
 
     @asynccontextmanager
-    async def lane(self, key: str | None) -> AsyncIterator[Any]:
+    async def admit(self, key: str | None, on_kill: Any) -> AsyncIterator[None]:
         bench_id = BENCH_ID.get()
         entry: list[float | None] = [time.monotonic(), None, None]
         try:
-            async with self._store.lane(key) as lane:
+            async with self._admission.admit(key, on_kill):
                 entry[1] = time.monotonic()
-                yield lane
+                yield
         finally:
             entry[2] = time.monotonic()
             if bench_id is not None:
@@ -110,11 +110,9 @@ class Introspection:
         self.gateway = gateway
         self.app = gateway.asgi
         runtime = gateway.runtime
-        self.store = getattr(runtime, "store", None)
-        self.probe: LaneProbe | None = None
-        if self.store is not None and hasattr(self.store, "lane"):
-            self.probe = LaneProbe(self.store)
-            runtime.store = self.probe
+        self.admission = runtime.admission
+        self.probe = LaneProbe(self.admission)
+        runtime.admission = self.probe
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -141,15 +139,13 @@ class Introspection:
         runtime_stats = self.gateway.runtime.statistics()
         out["active_runs"] = getattr(runtime_stats, "active_runs", None)
         out["queued_runs"] = getattr(runtime_stats, "queued_runs", None)
-        if self.store is not None and hasattr(self.store, "lane_statistics"):
-            lanes = self.store.lane_statistics()
-            out["lanes"] = {
-                name: getattr(lanes, name)
-                for name in ("sessions_held", "sessions_waiting", "slots_held", "slots_waiting")
-                if hasattr(lanes, name)
-            }
-        if self.store is not None and hasattr(self.store, "lane_tickets"):
-            out["lane_tickets"] = len(await self.store.lane_tickets())
+        lanes = self.admission.statistics()
+        out["lanes"] = {
+            name: getattr(lanes, name)
+            for name in ("sessions_held", "sessions_waiting", "slots_held", "slots_waiting")
+        }
+        inner = getattr(self.admission, "inner", self.admission)
+        out["lane_tickets"] = len(await inner.tickets()) if hasattr(inner, "tickets") else 0
         out["tasks"] = _count_tasks()
         out["fds"] = len(os.listdir("/proc/self/fd"))
         out["rss_kb"] = _rss_kb()

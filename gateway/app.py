@@ -17,12 +17,12 @@ import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart_trio import QuartTrio
 
-from gateway.agents.run import AgentRuntime
+from gateway.agents.events import AbortReason
+from gateway.agents.runtime import AgentRuntime
 from gateway.asgi import TRIO_REQUIRED, GatewayASGI
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, load_settings
 from gateway.cors import CorsPolicy
-from gateway.errors import GatewayError
 from gateway.http.common import AuthGuard
 from gateway.http.routes import Routes, register_routes
 from gateway.hypercorn_worker import HypercornWorker
@@ -31,9 +31,12 @@ from gateway.listeners import local_port, tune_listener
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.providers.registry import ProviderRegistry
-from gateway.sessions.base import SessionStore
+from gateway.sessions.admission import Admission
+from gateway.sessions.base import TranscriptStore
+from gateway.sessions.sqlite import SQLiteTranscripts
+from gateway.sessions.state_admission import StateAdmission
 from gateway.settings import Settings
-from gateway.ws import WebSocketGateway
+from gateway.ws import WebSocketGateway, hypercorn_stream
 
 logger = logging.getLogger("gateway")
 
@@ -93,10 +96,7 @@ class Gateway:
         for ``grace`` seconds, then abort the rest and close the WebSocket connections."""
         with trio.move_on_after(grace):
             await self.runtime.wait_idle()
-        shutdown = GatewayError(
-            "The server is shutting down.", status=503, type_="server_error", code="shutdown"
-        )
-        aborted = self.runtime.kill(error=shutdown)
+        aborted = self.runtime.abort_runs(AbortReason.SHUTDOWN)
         if aborted:
             logger.info("aborted %d run(s) still active after %g s", len(aborted), grace)
         with trio.move_on_after(GOODBYE_SECONDS):
@@ -126,17 +126,24 @@ def create_app(
     settings: Settings,
     *,
     providers: ProviderRegistry | None = None,
-    store: SessionStore | None = None,
+    transcripts: TranscriptStore | None = None,
+    admission: Admission | None = None,
+    shared: bool = False,
 ) -> Gateway:
-    """Build the app. ``providers`` and ``store`` default to those the settings describe."""
+    """Build the app. ``providers``, ``transcripts`` and ``admission`` default to those the
+    settings describe; ``shared``: this process is one of several serving the same state (its
+    admission is then shared from the start, see ``gateway.sessions.state_admission``)."""
     if providers is None:
         providers = ProviderRegistry.from_settings(settings.providers)
-    if store is None:
-        from gateway.sessions.sqlite import SQLiteSessionStore
-
-        store = SQLiteSessionStore(
-            settings.gateway_dir, max_concurrent=settings.agents.defaults.max_concurrent
+    if transcripts is None:
+        transcripts = SQLiteTranscripts(settings.gateway_dir)
+    if admission is None:
+        max_concurrent = settings.agents.defaults.max_concurrent
+        shared = shared or settings.gateway.store.shared
+        admission = StateAdmission(
+            settings.gateway_dir, max_concurrent=max_concurrent, shared=shared
         )
+    hypercorn_stream.install()  # close frames on WebSocket protocol errors (RFC 6455)
     quart = QuartTrio("gateway")
     http = settings.gateway.http
     # Streams run as long as the model talks; Quart's default 60 s would cut them.
@@ -144,7 +151,7 @@ def create_app(
     quart.config["MAX_CONTENT_LENGTH"] = http.chat_completions.max_body_bytes
     quart.config["BODY_TIMEOUT"] = max(1, int(http.body_timeout_seconds))
     metrics = Metrics() if http.metrics.enabled else None
-    runtime = AgentRuntime(settings.agents, providers, store, observer=metrics)
+    runtime = AgentRuntime(settings.agents, providers, transcripts, admission, observer=metrics)
     guard = AuthGuard(Authenticator(settings.gateway.auth))
     # The WebSocket protocol on every path HTTP routes leave free; runs it detaches live in
     # the app's nursery (which exists while serving).
@@ -152,7 +159,14 @@ def create_app(
     grace = settings.gateway.shutdown_grace_seconds
     # By default the timing of ``gateway serve`` (whose Hypercorn waits grace + 1 s).
     lifecycle = Lifecycle(stop=_unset_stop, timing=StopTiming.for_serve(grace, grace + 1))
-    routes = register_routes(quart, settings, runtime, guard, lambda: lifecycle.ready, metrics)
+    stores = (transcripts, admission)
+
+    async def stores_ok() -> bool:
+        return all([await store.ping() for store in stores])
+
+    routes = register_routes(
+        quart, settings, runtime, guard, lambda: lifecycle.ready, stores_ok, metrics
+    )
     ws.register(quart)
     asgi = GatewayASGI(quart, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins))
     gateway = Gateway(
@@ -162,9 +176,9 @@ def create_app(
 
     @quart.before_serving
     async def startup() -> None:
-        # The store's background work (kill polling, lease upkeep) and the shutdown watchers
-        # live in the app's lifespan.
-        await quart.nursery.start(store.serve)
+        # Admission's background work (other processes' releases and kills) and the shutdown
+        # watchers live in the app's lifespan.
+        await quart.nursery.start(admission.serve)
         await quart.nursery.start(lifecycle.serve)
         lifecycle.ready = True
 
@@ -172,7 +186,8 @@ def create_app(
     async def shutdown() -> None:
         lifecycle.close()
         await providers.aclose()
-        await store.aclose()
+        await admission.aclose()
+        await transcripts.aclose()
 
     return gateway
 
@@ -202,7 +217,7 @@ class LazyApp:
                     raise ConfigError(TRIO_REQUIRED)
                 settings = load_settings()
                 configure_logging(settings.logging.format, settings.logging.level)
-                gateway = create_app(settings)
+                gateway = create_app(settings, shared=worker is not None and worker.workers > 1)
                 if worker is not None:
                     gateway.adopt_hypercorn(worker)
                 self._app = gateway.asgi

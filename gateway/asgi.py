@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import sniffio
 import trio
@@ -36,7 +36,6 @@ from hypercorn.typing import (
     Scope,
 )
 
-from gateway.agents.record import RunRecord
 from gateway.cors import CorsPolicy
 from gateway.logs import access_logger, request_id_from, reset_request_id, set_request_id
 from gateway.metrics import Metrics
@@ -57,12 +56,18 @@ _SECURITY_HEADERS = [
 ]
 
 
+class LogSource(Protocol):
+    """Something a request did that its access log line reports (its agent run)."""
+
+    def log_fields(self) -> dict[str, object]: ...
+
+
 @dataclass(slots=True, eq=False)
 class RequestLog:
     """What the access log line of one request says beyond method, path and status."""
 
     request_id: str
-    run: RunRecord | None = None
+    run: LogSource | None = None
 
 
 def request_nursery(scope: Mapping[str, object]) -> trio.Nursery:

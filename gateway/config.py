@@ -34,6 +34,7 @@ from gateway.settings import (
     ProviderSettings,
     RateLimitSettings,
     Settings,
+    StoreSettings,
     WsSettings,
 )
 
@@ -148,7 +149,7 @@ def _substitute(value: Any, path: str, source: str, env: Mapping[str, str]) -> A
 def _gateway(node: Reader, env: Mapping[str, str]) -> GatewaySettings:
     node.allow(
         "port", "bind", "customBindHost", "auth", "http", "ws", "shutdownGraceSeconds",
-        "mode", "controlUi", "tailscale", "remote", "reload", "trustedProxies", "tls",
+        "mode", "controlUi", "tailscale", "remote", "reload", "trustedProxies", "tls", "store",
     )  # fmt: skip
     port = node.integer("port", 18789, minimum=0, maximum=65535)
     bind = node.choice("bind", ("loopback", "lan", "custom", "auto", "tailnet"), "loopback")
@@ -167,9 +168,11 @@ def _gateway(node: Reader, env: Mapping[str, str]) -> GatewaySettings:
         ws=WsSettings(
             detach_runs_on_close=node.child("ws").boolean("detachRunsOnClose", False),
         ),
+        store=StoreSettings(shared=node.child("store").boolean("shared", False)),
         shutdown_grace_seconds=node.number("shutdownGraceSeconds", 3.0, minimum=0),
     )
     node.child("ws").allow("detachRunsOnClose")
+    node.child("store").allow("shared")
     if settings.auth.mode == "none" and settings.bind_host not in _LOOPBACK_HOSTS:
         node.fail(
             "auth.mode", f'"none" is refused when binding beyond loopback ({settings.bind_host})'

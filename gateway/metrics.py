@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from gateway.agents.record import RunRecord
+from gateway.agents.run import Ending, Run
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _ROUTES = (
@@ -81,8 +81,8 @@ class Metrics:
             ["agent", "model", "outcome"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.cancellations = Counter(
-            "gateway_run_cancellations", "Runs cancelled, by the phase they were in", ["phase"],
-            registry=r,
+            "gateway_run_cancellations", "Runs aborted, by the phase they were in and why",
+            ["phase", "reason"], registry=r,
         )  # fmt: skip
         self.upstream_errors = Counter(
             "gateway_upstream_errors", "Provider failures by provider and kind",
@@ -95,34 +95,36 @@ class Metrics:
 
     # -- RunObserver -------------------------------------------------------------------------
 
-    def run_queued(self, record: RunRecord) -> None:
+    def run_queued(self, run: Run) -> None:
         self.active.inc()
         self.queued.inc()
 
-    def run_started(self, record: RunRecord) -> None:
+    def run_started(self, run: Run) -> None:
         self.queued.dec()
 
-    def first_token(self, record: RunRecord) -> None:
-        ttft = record.ttft
+    def first_token(self, run: Run) -> None:
+        ttft = run.ttft
         if ttft is not None:
-            self.ttft.labels(record.agent_id, _model(record)).observe(ttft)
+            self.ttft.labels(run.agent_id, run.model_ref or "none").observe(ttft)
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(provider, kind).inc()
 
-    def run_ended(self, record: RunRecord) -> None:
+    def run_ended(self, run: Run) -> None:
         self.active.dec()
-        if record.started_at is None:
+        if run.started_at is None:
             self.queued.dec()
-        outcome = record.outcome.partition(":")[0]
-        model = _model(record)
-        if record.duration is not None:
-            self.duration.labels(record.agent_id, model, outcome).observe(record.duration)
-        if outcome == "cancelled":
-            self.cancellations.labels(record.outcome.partition(":")[2]).inc()
-        if record.usage is not None:
-            self.tokens.labels("in", record.agent_id, model).inc(record.usage.prompt_tokens)
-            self.tokens.labels("out", record.agent_id, model).inc(record.usage.completion_tokens)
+        outcome = run.outcome
+        assert outcome is not None
+        model = run.model_ref or "none"
+        if run.duration is not None:
+            self.duration.labels(run.agent_id, model, outcome.ending.value).observe(run.duration)
+        if outcome.ending is Ending.ABORTED:
+            reason = outcome.reason.value if outcome.reason is not None else "unknown"
+            self.cancellations.labels(outcome.phase.value, reason).inc()
+        if run.usage is not None:
+            self.tokens.labels("in", run.agent_id, model).inc(run.usage.prompt_tokens)
+            self.tokens.labels("out", run.agent_id, model).inc(run.usage.completion_tokens)
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -136,7 +138,3 @@ class Metrics:
             prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
-
-
-def _model(record: RunRecord) -> str:
-    return f"{record.provider}/{record.model}" if record.provider else "none"

@@ -95,9 +95,14 @@ def _reload(gateway: Gateway) -> None:
 
 
 def _serve_process(
-    settings: Settings, config: Config, sockets: Sockets, pid_path: Path | None = None
+    settings: Settings,
+    config: Config,
+    sockets: Sockets,
+    *,
+    shared: bool,
+    pid_path: Path | None = None,
 ) -> None:
-    gateway = create_app(settings)
+    gateway = create_app(settings, shared=shared)
     if pid_path is not None:
         # A last-resort exit skips the ``finally`` that removes it.
         gateway.lifecycle.exit_hooks.append(partial(pid_path.unlink, missing_ok=True))
@@ -107,7 +112,8 @@ def _serve_process(
 def _worker(config: Config, sockets: Sockets, log_format: str, log_level: str) -> None:
     """A worker process: the configuration is re-read from the pinned file."""
     configure_logging(log_format, log_level)
-    _serve_process(load_settings(os.environ.get("OPENCLAW_CONFIG_PATH")), config, sockets)
+    settings = load_settings(os.environ.get("OPENCLAW_CONFIG_PATH"))
+    _serve_process(settings, config, sockets, shared=True)
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int) -> int:
@@ -119,7 +125,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int) -> int:
     pid_path.write_text(f"{os.getpid()}\n")
     try:
         if workers == 1:
-            _serve_process(settings, config, sockets, pid_path)
+            _serve_process(settings, config, sockets, shared=False, pid_path=pid_path)
             return 0
         return _supervise(settings, config, sockets, workers)
     finally:

@@ -76,6 +76,15 @@ class WsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where sessions live. ``shared``: several independently started gateway processes serve
+    this state directory (the workers of one ``gateway serve --workers N`` or
+    ``hypercorn -w N`` are known to share it without this)."""
+
+    shared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     port: int = DEFAULT_PORT
     bind: BindMode = "loopback"
@@ -83,6 +92,7 @@ class GatewaySettings:
     auth: AuthSettings = AuthSettings()
     http: HttpSettings = HttpSettings()
     ws: WsSettings = WsSettings()
+    store: StoreSettings = StoreSettings()
     shutdown_grace_seconds: float = 3.0
 
     @property

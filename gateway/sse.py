@@ -10,20 +10,12 @@ import json
 
 from gateway.agents.events import Finish, RunEvent, RunFailed, TextDelta, ToolCallDelta, Usage
 from gateway.errors import GatewayError
-from gateway.types import JSONObject, UsageDict
+from gateway.types import JSONObject
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def usage_dict(usage: Usage) -> UsageDict:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
 
 
 def tool_call_delta_dict(event: ToolCallDelta) -> JSONObject:
@@ -82,7 +74,7 @@ class ChunkEncoder:
 
     def usage(self, usage: Usage) -> bytes:
         """The final ``{"choices":[],"usage":{...}}`` chunk (``stream_options.include_usage``)."""
-        body = self._head + ',"choices":[],"usage":' + _dumps(usage_dict(usage)) + "}"
+        body = self._head + ',"choices":[],"usage":' + _dumps(usage.as_dict()) + "}"
         return b"data: " + body.encode() + b"\n\n"
 
     @staticmethod

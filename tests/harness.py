@@ -18,7 +18,8 @@ from gateway.config import parse_settings
 from gateway.providers.base import Emit, ModelRequest, Provider, ProviderError
 from gateway.providers.echo import EchoProvider
 from gateway.providers.registry import ProviderRegistry
-from gateway.sessions.base import SessionStore
+from gateway.sessions.admission import Admission, LocalAdmission
+from gateway.sessions.base import TranscriptStore
 from tests.memory_store import MemoryStore
 
 TOKEN = "test-token"
@@ -74,10 +75,12 @@ async def start_server(
     config: Mapping[str, Any] | None = None,
     *,
     providers: Mapping[str, Provider] | None = None,
-    store: SessionStore | None = None,
+    store: TranscriptStore | None = None,
+    admission: Admission | None = None,
     hypercorn_options: Mapping[str, Any] | None = None,
 ) -> Server:
-    """Serve a gateway on 127.0.0.1 port 0 in ``nursery`` (stopped when the nursery is)."""
+    """Serve a gateway on 127.0.0.1 port 0 in ``nursery`` (stopped when the nursery is).
+    ``store``: its transcripts (default in memory); ``admission``: default in process."""
     settings = settings_from(config, tuple(providers or ()))
     registry = None
     if providers is not None:
@@ -85,7 +88,8 @@ async def start_server(
     gateway = create_app(
         settings,
         providers=registry,
-        store=store or MemoryStore(settings.agents.defaults.max_concurrent),
+        transcripts=store or MemoryStore(),
+        admission=admission or LocalAdmission(settings.agents.defaults.max_concurrent),
     )
     hconfig = Config()
     hconfig.bind = ["127.0.0.1:0"]

@@ -1,10 +1,10 @@
 """``POST /v1/chat/completions``: the OpenAI-compatible entry to agent runs.
 
-Checks, in order: the endpoint is enabled (else 404 text), the method (405 before auth), auth
-(401 / 429), the body size (413 from Content-Length before reading), JSON (400), the content
-(400 naming the field), the agent and the session key. Then the run starts in the request's
-nursery and the response waits for its first event (or the heartbeat interval), so a failure
-before any output is a real HTTP status with a JSON body.
+After the shared checks (``gateway.http.guard``: enabled, method, auth): the body size (413 from
+Content-Length before reading), JSON (400), the content (400 naming the field), the agent and
+the session key. Then the run starts in the request's nursery and the response waits for its
+first event (or the heartbeat interval), so a failure before any output is a real HTTP status
+with a JSON body.
 """
 
 from __future__ import annotations
@@ -18,27 +18,18 @@ import trio
 from quart import Request, Response, request
 
 from gateway.agents.events import RunEvent, RunFailed, Usage
-from gateway.agents.record import RunRecord
 from gateway.agents.reply import Reply
 from gateway.agents.routing import resolve_agent, resolve_session
-from gateway.agents.run import AgentRuntime, RunRequest
+from gateway.agents.run import RunRequest
+from gateway.agents.runtime import AgentRuntime
 from gateway.asgi import request_log, request_nursery
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.chat_request import ChatRequest, parse_chat_request
-from gateway.http.common import (
-    AuthGuard,
-    error_response,
-    json_response,
-    method_not_allowed,
-    not_found,
-)
+from gateway.http.common import error_response, json_response
 from gateway.http.streaming import SSEBody
 from gateway.settings import HttpSettings
-from gateway.sse import ChunkEncoder, usage_dict
+from gateway.sse import ChunkEncoder
 from gateway.text import SURROGATE_ESCAPE_BYTES, has_lone_surrogate
-
-# Events a run may get ahead of its reader before it waits (backpressure toward the upstream).
-CHANNEL_SIZE = 64
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -50,19 +41,11 @@ SSE_HEADERS = {
 class ChatCompletions:
     """The route handler, bound to its dependencies."""
 
-    def __init__(self, http: HttpSettings, guard: AuthGuard, runtime: AgentRuntime) -> None:
+    def __init__(self, http: HttpSettings, runtime: AgentRuntime) -> None:
         self.http = http
-        self.guard = guard
         self.runtime = runtime
 
     async def handle(self) -> Response:
-        if not self.http.chat_completions.enabled:
-            return not_found()
-        if request.method != "POST":
-            return method_not_allowed("POST")
-        denied = self.guard(request)
-        if denied is not None:
-            return denied
         try:
             chat = parse_chat_request(await _read_json(request, self.http))
             agent = resolve_agent(
@@ -76,25 +59,26 @@ class ChatCompletions:
             )
         except GatewayError as error:
             return error_response(error)
-        run = RunRequest(
-            run_id=str(uuid.uuid4()),
-            agent=agent,
-            session=session,
-            messages=chat.messages,
-            system=chat.system,
-            params=chat.params,
-            send_timeout=self.http.send_timeout_seconds,
+        run = self.runtime.open_run(
+            RunRequest(
+                run_id=str(uuid.uuid4()),
+                agent=agent,
+                session=session,
+                messages=chat.messages,
+                system=chat.system,
+                params=chat.params,
+                send_timeout=self.http.send_timeout_seconds,
+                stream=chat.stream,
+            ),
+            request_nursery(request.scope),
         )
-        record = RunRecord(run.run_id, session.key, agent.id, stream=chat.stream)
         log = request_log(request.scope)
         if log is not None:
-            log.run = record
-        send, receive = trio.open_memory_channel[RunEvent](CHANNEL_SIZE)
-        request_nursery(request.scope).start_soon(self.runtime.run, run, send, record)
+            log.run = run
         headers = {"x-openclaw-session-key": header_value(session.key)}
         if chat.stream:
-            return await self._stream(chat, receive, headers)
-        return await self._collect(chat, receive, headers)
+            return await self._stream(chat, run.events, headers)
+        return await self._collect(chat, run.events, headers)
 
     async def _stream(
         self,
@@ -144,7 +128,7 @@ class ChatCompletions:
             "choices": [
                 {"index": 0, "message": reply.message(), "finish_reason": reply.finish_reason}
             ],
-            "usage": usage_dict(reply.usage or Usage(0, 0)),
+            "usage": (reply.usage or Usage(0, 0)).as_dict(),
         }
         return json_response(body, headers=headers)
 

@@ -1,5 +1,5 @@
 """Probes: ``/health`` and ``/healthz`` (alive); ``/ready`` and ``/readyz`` (ready to serve:
-started, not shutting down, and the session store answers).
+started, not shutting down, and the stores answer).
 
 No auth, ``Cache-Control: no-store``, GET and HEAD only.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import trio
-from quart import Response, request
+from quart import Response
 
-from gateway.http.common import json_response, method_not_allowed
+from gateway.http.common import json_response
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -28,13 +28,9 @@ class Probes:
         self.store_ok = store_ok
 
     async def live(self) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed("GET, HEAD")
         return json_response({"ok": True, "status": "live"}, headers=_NO_STORE)
 
     async def ready(self) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed("GET, HEAD")
         ready = False
         if self.is_ready():
             with trio.move_on_after(STORE_TIMEOUT):

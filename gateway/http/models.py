@@ -5,17 +5,11 @@ IDE clients call these to verify a connection. They are on when chat completions
 
 from __future__ import annotations
 
-from quart import Response, request
+from quart import Response
 
 from gateway.errors import InvalidRequest
-from gateway.http.common import (
-    AuthGuard,
-    error_response,
-    json_response,
-    method_not_allowed,
-    not_found,
-)
-from gateway.settings import AgentsSettings, HttpSettings
+from gateway.http.common import error_response, json_response
+from gateway.settings import AgentsSettings
 from gateway.types import JSONObject
 
 
@@ -28,30 +22,15 @@ def _model(model_id: str) -> JSONObject:
 
 
 class Models:
-    def __init__(self, http: HttpSettings, guard: AuthGuard, agents: AgentsSettings) -> None:
-        self.http = http
-        self.guard = guard
+    def __init__(self, agents: AgentsSettings) -> None:
         self.agents = agents
 
-    def _check(self) -> Response | None:
-        if not self.http.chat_completions.enabled:
-            return not_found()
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed("GET, HEAD")
-        return self.guard(request)
-
     async def list(self) -> Response:
-        denied = self._check()
-        if denied is not None:
-            return denied
         return json_response(
             {"object": "list", "data": [_model(m) for m in model_ids(self.agents)]}
         )
 
     async def get(self, model_id: str) -> Response:
-        denied = self._check()
-        if denied is not None:
-            return denied
         if model_id not in model_ids(self.agents):
             error = InvalidRequest(
                 f"The model '{model_id}' does not exist.",

@@ -1,4 +1,9 @@
-"""Registering the HTTP routes and error handlers on the Quart app."""
+"""Registering the HTTP routes and error handlers on the Quart app.
+
+Every route takes every method and answers 405 itself (with its own ``Allow``), before
+authentication, as the contract wants; the shared checks live in ``gateway.http.guard``. Paths
+that only a WebSocket route matches (``/`` and everything else) do not exist for HTTP: plain 404.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from dataclasses import dataclass
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing.exceptions import WebsocketMismatch
 
-from gateway.agents.run import AgentRuntime
+from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, error_body
 from gateway.http.chat import ChatCompletions
 from gateway.http.common import AuthGuard, json_response, method_not_allowed, not_found
+from gateway.http.guard import View, guarded
 from gateway.http.health import Probes
 from gateway.http.models import Models
 from gateway.http.sessions import Sessions
@@ -22,37 +29,35 @@ from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
 
-# Every route takes every method and answers 405 itself: the contract wants 405 (with the
-# route's own Allow header) before authentication.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+READ = ("GET", "HEAD")
+WRITE = ("POST",)
 
 
 class MetricsEndpoint:
-    def __init__(self, metrics: Metrics, guard: AuthGuard | None) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.guard = guard
 
     async def handle(self) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed("GET, HEAD")
-        if self.guard is not None:
-            denied = self.guard(request)
-            if denied is not None:
-                return denied
         return Response(self.metrics.render(), content_type=self.metrics.content_type)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Routes:
-    """The route handlers, so that a reload can hand them new settings."""
+    """The route handlers and the settings they read per request, so that a reload can hand
+    them new settings."""
 
+    settings: Settings
     chat: ChatCompletions
     models: Models
 
     def configure(self, settings: Settings) -> None:
+        self.settings = settings
         self.chat.http = settings.gateway.http
-        self.models.http = settings.gateway.http
         self.models.agents = settings.agents
+
+    def chat_enabled(self) -> bool:
+        return self.settings.gateway.http.chat_completions.enabled
 
 
 def register_routes(
@@ -61,35 +66,55 @@ def register_routes(
     runtime: AgentRuntime,
     guard: AuthGuard,
     is_ready: Callable[[], bool],
+    stores_ok: Callable[[], Awaitable[bool]],
     metrics: Metrics | None,
 ) -> Routes:
     http = settings.gateway.http
-    chat = ChatCompletions(http, guard, runtime)
-    models = Models(http, guard, settings.agents)
-    probes = Probes(is_ready, runtime.store.ping)
-    sessions = Sessions(guard, runtime)
+    routes = Routes(settings, ChatCompletions(http, runtime), Models(settings.agents))
+    probes = Probes(is_ready, stores_ok)
+    sessions = Sessions(runtime)
 
-    def route(path: str, name: str, view: Callable[..., Awaitable[Response]]) -> None:
-        quart.add_url_rule(path, name, view, methods=ALL_METHODS, provide_automatic_options=False)
+    def route(
+        path: str,
+        name: str,
+        view: View,
+        methods: tuple[str, ...],
+        *,
+        auth: bool = True,
+        enabled: Callable[[], bool] | None = None,
+    ) -> None:
+        handler = guarded(view, methods, guard=guard if auth else None, enabled=enabled)
+        quart.add_url_rule(
+            path, name, handler, methods=ALL_METHODS, provide_automatic_options=False
+        )
 
-    route("/v1/chat/completions", "chat", chat.handle)
-    route("/v1/models", "models", models.list)
-    route("/v1/models/<path:model_id>", "model", models.get)
-    route("/sessions/<path:key>/history", "session_history", sessions.history)
-    route("/sessions/<path:key>/kill", "session_kill", sessions.kill)
+    chat_enabled = routes.chat_enabled
+    route("/v1/chat/completions", "chat", routes.chat.handle, WRITE, enabled=chat_enabled)
+    route("/v1/models", "models", routes.models.list, READ, enabled=chat_enabled)
+    route("/v1/models/<path:model_id>", "model", routes.models.get, READ, enabled=chat_enabled)
+    route("/sessions/<path:key>/history", "session_history", sessions.history, READ)
+    route("/sessions/<path:key>/kill", "session_kill", sessions.kill, WRITE)
     for path in ("/health", "/healthz"):
-        route(path, path, probes.live)
+        route(path, path, probes.live, READ, auth=False)
     for path in ("/ready", "/readyz"):
-        route(path, path, probes.ready)
+        route(path, path, probes.ready, READ, auth=False)
     if metrics is not None:
-        endpoint = MetricsEndpoint(metrics, guard if http.metrics.auth else None)
-        route("/metrics", "metrics", endpoint.handle)
+        endpoint = MetricsEndpoint(metrics)
+        route("/metrics", "metrics", endpoint.handle, READ, auth=http.metrics.auth)
+
+    # Werkzeug answers an HTTP request that only a WebSocket rule matches with 400 (GET, HEAD,
+    # OPTIONS) or 405 (other methods): to HTTP such a path does not exist.
+    @quart.errorhandler(WebsocketMismatch)
+    async def http_on_websocket_path(error: WebsocketMismatch) -> Response:
+        return not_found()
 
     @quart.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         if error.code == 404:
             return not_found()
         if isinstance(error, MethodNotAllowed):
+            if only_websocket_routes(quart, request.path):
+                return not_found()
             return method_not_allowed(", ".join(error.valid_methods or []))
         status = error.code or 500
         kind = "invalid_request_error" if status < 500 else "server_error"
@@ -102,4 +127,15 @@ def register_routes(
         logger.exception("unhandled error", exc_info=error)
         return json_response(error_body("Internal server error", "server_error"), 500)
 
-    return Routes(chat, models)
+    return routes
+
+
+def only_websocket_routes(quart: QuartTrio, path: str) -> bool:
+    """Whether no HTTP route, only a WebSocket one, matches ``path``."""
+    try:
+        quart.url_map.bind("localhost").match(path, method="GET", websocket=False)
+    except WebsocketMismatch:
+        return True
+    except HTTPException:
+        return False
+    return False

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from quart import Response, request
 
-from gateway.agents.run import AgentRuntime
+from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.http.common import AuthGuard, error_response, json_response, method_not_allowed
-from gateway.sessions.base import SessionStore, TranscriptEntry
+from gateway.http.common import error_response, json_response
+from gateway.sessions.base import TranscriptEntry
 from gateway.types import JSONObject
 
 DEFAULT_LIMIT = 100
@@ -40,20 +40,15 @@ def parse_limit(raw: str | None) -> int:
 
 
 class Sessions:
-    def __init__(self, guard: AuthGuard, runtime: AgentRuntime) -> None:
-        self.guard = guard
+    def __init__(self, runtime: AgentRuntime) -> None:
         self.runtime = runtime
-        self.store: SessionStore = runtime.store
 
     async def history(self, key: str) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return method_not_allowed("GET, HEAD")
-        denied = self.guard(request)
-        if denied is not None:
-            return denied
         try:
             limit = parse_limit(request.args.get("limit"))
-            page = await self.store.history(key, limit, request.args.get("cursor") or None)
+            page = await self.runtime.transcripts.history(
+                key, limit, request.args.get("cursor") or None
+            )
         except ValueError:
             return error_response(InvalidRequest("Invalid `cursor`.", param="cursor"))
         except GatewayError as error:
@@ -73,12 +68,4 @@ class Sessions:
         )
 
     async def kill(self, key: str) -> Response:
-        if request.method != "POST":
-            return method_not_allowed("POST")
-        denied = self.guard(request)
-        if denied is not None:
-            return denied
-        # Runs of this process first (stateless runs hold no session lane, so only this
-        # process can find them); then, through the store, a run in another worker.
-        killed = bool(self.runtime.kill(session_key=key)) or await self.store.request_kill(key)
-        return json_response({"ok": True, "killed": killed})
+        return json_response({"ok": True, "killed": await self.runtime.kill_session(key)})

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 
-from gateway.agents.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.anthropic_request import anthropic_request
 from gateway.providers.base import Emit, ModelRequest, ProviderError
+from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
 from gateway.providers.upstream_http import UpstreamHttp
 from gateway.providers.upstream_sse import SSEEvent
@@ -178,9 +178,11 @@ class AnthropicStream:
 class AnthropicMessagesProvider:
     """A ``Provider`` for Anthropic's Messages API; one connection pool per instance."""
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
+        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
+        own connection pool); the provider closes it in ``aclose``."""
         self._settings = settings
-        self._http = UpstreamHttp(settings)
+        self._http = http if http is not None else UpstreamHttp(settings)
         self._url = messages_url(settings.base_url)
 
     @property

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.agents.events import ProviderEvent
 from gateway.errors import GatewayError
+from gateway.providers.events import ProviderEvent
 from gateway.types import ChatMessage
 
 Emit = Callable[[ProviderEvent], Awaitable[None]]

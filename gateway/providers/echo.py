@@ -9,8 +9,8 @@ import re
 
 import trio
 
-from gateway.agents.events import Finish, TextDelta, Usage
 from gateway.providers.base import Emit, ModelRequest, max_output_tokens
+from gateway.providers.events import Finish, TextDelta, Usage
 from gateway.types import ChatMessage
 
 _WORDS = re.compile(r"\S+\s*|\s+")

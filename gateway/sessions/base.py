@@ -1,18 +1,17 @@
-"""The session store seam. The embedded implementation is SQLite; others must keep these promises.
+"""The transcript store seam. The embedded implementation is SQLite; others must keep these
+promises.
 
-A store is shared by every worker process that uses the same state directory, so everything that
-must hold across processes (transcripts, session lanes, the concurrency cap, kill requests) lives
-here and not in process memory.
+A store is shared by every process that serves the same sessions (the workers on one state
+directory, or several hosts on one database), so transcripts live here and not in process
+memory. Which runs may run (session lanes, the concurrency cap, kills) is admission's
+(``gateway.sessions.admission``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
-
-import trio
 
 from gateway.types import ChatMessage, UsageDict
 
@@ -54,21 +53,7 @@ class SessionInfo:
     message_count: int
 
 
-class LaneHandle(Protocol):
-    """What ``SessionStore.lane`` yields. The block runs inside ``cancel_scope``; a kill request
-    for the key sets ``killed`` and cancels it (the scope absorbs that ``Cancelled``)."""
-
-    @property
-    def key(self) -> str | None: ...
-
-    @property
-    def killed(self) -> bool: ...
-
-    @property
-    def cancel_scope(self) -> trio.CancelScope: ...
-
-
-class SessionStore(Protocol):
+class TranscriptStore(Protocol):
     async def context(self, key: str, limit: int | None) -> list[ChatMessage]:
         """The stored conversation to send the model: the newest ``limit`` messages (all when
         ``None``), never starting between an assistant ``tool_calls`` message and its tool
@@ -99,30 +84,25 @@ class SessionStore(Protocol):
         Reads only those messages, however long the transcript."""
         ...
 
-    async def list_sessions(self, agent_id: str | None, limit: int) -> list[SessionInfo]: ...
+    @property
+    def location(self) -> str:
+        """Where the transcripts are kept, for people (health reports show it): a file path."""
+        ...
+
+    async def list_sessions(self, agent_id: str | None, limit: int) -> list[SessionInfo]:
+        """Sessions (of ``agent_id``, or all), most recently updated first, at most ``limit``."""
+        ...
+
+    async def count_sessions(self, agent_id: str | None) -> int:
+        """How many sessions there are (of ``agent_id``, or all)."""
+        ...
 
     async def delete(self, key: str) -> bool: ...
 
     async def reset(self, key: str) -> bool: ...
 
-    def lane(self, key: str | None) -> AbstractAsyncContextManager[LaneHandle]:
-        """Wait for the session lane of ``key`` (FIFO, one run at a time per key, across
-        processes; ``None`` for a stateless run: no session lane), then for one of the
-        ``maxConcurrent`` run slots (FIFO). Cancelling the waiter removes it from the queue;
-        leaving the block releases both."""
-        ...
-
     async def ping(self) -> bool:
         """Whether the store answers (readiness probes); never raises."""
-        ...
-
-    async def request_kill(self, key: str) -> bool:
-        """Abort the active run on ``key`` (in any process); returns whether there was one."""
-        ...
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = ...) -> None:
-        """The store's background work (for the app's lifespan nursery); runs until cancelled
-        or ``aclose``d and reports readiness through ``task_status``."""
         ...
 
     async def aclose(self) -> None: ...

@@ -1,4 +1,5 @@
-"""Lanes: FIFO admission of runs, per session key and globally, across worker processes.
+"""Lanes: FIFO admission of runs, per session key and globally, across worker processes (the
+engine of ``SharedAdmission``; see ``gateway.sessions.admission`` for the promises).
 
 A run first queues for its session lane (one run at a time per key), then for one of the
 ``max_concurrent`` run slots shared by every process using the state directory. Both queues are
@@ -26,15 +27,15 @@ Dead owners: a ticket names its owner (see ``_owners``); the poller checks wheth
 the front of a queue it waits on still live, and deletes a dead owner's tickets. Waiters queued
 behind a SIGKILLed holder proceed within about one poll interval.
 
-Kills: ``request_kill(key)`` cancels the lane's ``cancel_scope`` directly when this process holds
-the key; otherwise it writes a kill row for the front ticket of the key and rings the owner,
-whose poller then finds the row (at the latest one poll interval later).
+Kills: ``request_kill(key)`` calls the holder's ``on_kill`` directly when this process holds the
+key; otherwise it writes a kill row for the front ticket of the key and rings the owner, whose
+poller then finds the row (at the latest one poll interval later) and calls ``on_kill`` there.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -46,45 +47,24 @@ from gateway.sessions._db import Database
 from gateway.sessions._doorbell import Doorbell
 from gateway.sessions._owners import Owner
 from gateway.sessions._tickets import SESSION, SLOT, Kind, LaneTicket
+from gateway.sessions.admission import AdmissionStatistics
 
-__all__ = ["Lane", "LaneStatistics", "LaneTicket", "Lanes"]
+__all__ = ["Lane", "LaneTicket", "Lanes"]
 
 logger = logging.getLogger("gateway.sessions")
 
 
 class Lane:
-    """What ``lane(key)`` yields to the run holding it.
+    """One run's place in the queues: its key and what to call when it is killed."""
 
-    The body of ``async with store.lane(key) as lane:`` runs inside ``lane.cancel_scope``. A kill
-    request for ``key`` (from any process) sets ``killed`` and cancels that scope: the body sees
-    ``Cancelled`` (record the aborted turn in a shielded ``finally``), the scope absorbs it, and
-    the ``async with`` ends normally with ``lane.killed`` true.
-    """
+    __slots__ = ("key", "on_kill")
 
-    __slots__ = ("cancel_scope", "key", "killed", "queued_seconds")
-
-    def __init__(self, key: str | None) -> None:
+    def __init__(self, key: str | None, on_kill: Callable[[], object]) -> None:
         self.key = key
-        self.cancel_scope = trio.CancelScope()
-        self.killed = False
-        self.queued_seconds = 0.0  # time spent waiting for the session lane and the slot
+        self.on_kill = on_kill
 
     def kill(self) -> None:
-        """Abort the run holding this lane (idempotent)."""
-        self.killed = True
-        self.cancel_scope.cancel()
-
-
-@dataclass(frozen=True, slots=True)
-class LaneStatistics:
-    """This process's lanes at one moment (``lane_tickets`` shows every process's)."""
-
-    max_concurrent: int
-    sessions_held: int
-    sessions_waiting: int
-    slots_held: int
-    slots_waiting: int
-    held_keys: tuple[str, ...]
+        self.on_kill()
 
 
 @dataclass(slots=True)
@@ -117,12 +97,11 @@ class Lanes:
         self._serving = False
 
     @asynccontextmanager
-    async def lane(self, key: str | None) -> AsyncIterator[Lane]:
-        """See ``SQLiteSessionStore.lane``."""
+    async def admit(self, key: str | None, on_kill: Callable[[], object]) -> AsyncIterator[None]:
+        """See ``Admission.admit``."""
         if not self._serving:
-            raise RuntimeError("the session store's serve() task is not running")
-        lane = Lane(key)
-        queued_at = trio.current_time()
+            raise RuntimeError("the admission's serve() task is not running")
+        lane = Lane(key, on_kill)
         # Every ticket we insert, as soon as it exists: the one record of what to release.
         tickets: list[int] = []
         has_slot = False
@@ -132,22 +111,12 @@ class Lanes:
                 session, *slots = await self._enqueue(key, lane, tickets)
                 await self._wait(session)
                 slot = slots[0] if slots else None
-            with lane.cancel_scope:
-                try:
-                    if slot is None:
-                        (slot,) = await self._enqueue(None, lane, tickets)
-                    await self._wait(slot)
-                    has_slot = True
-                    self._slots_held += 1
-                except trio.Cancelled:
-                    if not lane.killed:
-                        raise
-                    # Killed while queued for a slot. Enter the body anyway, in the cancelled
-                    # scope: its first checkpoint raises, and its cleanup (recording the aborted
-                    # turn) still runs while the session lane is held. An outer cancellation
-                    # is level-triggered, so it is not lost either.
-                lane.queued_seconds = trio.current_time() - queued_at
-                yield lane
+            if slot is None:
+                (slot,) = await self._enqueue(None, lane, tickets)
+            await self._wait(slot)
+            has_slot = True
+            self._slots_held += 1
+            yield
         finally:
             if has_slot:
                 self._slots_held -= 1
@@ -183,9 +152,9 @@ class Lanes:
         lane.kill()
         return True
 
-    def statistics(self) -> LaneStatistics:
+    def statistics(self) -> AdmissionStatistics:
         waiting = list(self._waiting.values())
-        return LaneStatistics(
+        return AdmissionStatistics(
             max_concurrent=self._max,
             sessions_held=len(self._held),
             sessions_waiting=sum(1 for w in waiting if w.kind == SESSION),

@@ -8,21 +8,32 @@ into an ``UNAVAILABLE`` response and logs it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
-from gateway.agents.run import AgentRuntime
+from gateway.agents.events import AbortReason
+from gateway.agents.runtime import AgentRuntime
 from gateway.sessions.base import TranscriptEntry
 from gateway.settings import AgentsSettings, Settings
 from gateway.types import JSONObject
+from gateway.ws.health import (
+    RECENT_SESSIONS,
+    SessionFacts,
+    SessionStats,
+    health_payload,
+    status_summary,
+)
 from gateway.ws.hub import Hub
 from gateway.ws.methods import Caller, Params
 from gateway.ws.protocol import UNAVAILABLE, Request, WsError
 from gateway.ws.run_methods import MAX_KEY_CHARS, RunMethods
 from gateway.ws.runs import Runs, now_ms
+
+logger = logging.getLogger("gateway.ws")
 
 DEFAULT_SESSIONS_LIMIT = 100
 DEFAULT_HISTORY_LIMIT = 200
@@ -39,7 +50,7 @@ class Handlers:
     ) -> None:
         self.settings = settings
         self.runtime = runtime
-        self.store = runtime.store
+        self.store = runtime.transcripts
         self.hub = hub
         self.runs = runs
         self.version = version
@@ -76,42 +87,41 @@ class Handlers:
 
     # Read methods
 
-    def health_summary(self) -> JSONObject:
-        """The part of ``health`` that needs no I/O (also ``hello-ok``'s snapshot)."""
-        return {
-            "ok": True,
-            "ts": now_ms(),
-            "defaultAgentId": self.agents.default_id,
-            "agents": [
-                {"agentId": a.id, "isDefault": a.id == self.agents.default_id}
-                for a in self.agents.agents
-            ],
-            "heartbeatSeconds": 0,
-            "channels": {},
-            "channelOrder": [],
-            "channelLabels": {},
-        }
+    async def session_facts(self) -> SessionFacts:
+        """What the store says about sessions, in all and per agent (raises what it raises)."""
+        store = self.store
+
+        async def stats(agent_id: str | None) -> SessionStats:
+            recent = await store.list_sessions(agent_id, RECENT_SESSIONS)
+            return SessionStats(await store.count_sessions(agent_id), recent)
+
+        by_agent = {agent.id: await stats(agent.id) for agent in self.agents.agents}
+        return SessionFacts(store.location, await stats(None), by_agent)
+
+    async def health_snapshot(self) -> JSONObject:
+        """``health`` for ``hello-ok``'s snapshot. A store that fails leaves out its part (and
+        is logged) rather than refusing the connection."""
+        try:
+            return await self.health_report()
+        except Exception:
+            logger.warning("health snapshot without sessions: the store failed", exc_info=True)
+            return health_payload(self.agents, None, now_ms=now_ms(), duration_ms=0)
+
+    async def health_report(self) -> JSONObject:
+        started = time.monotonic()
+        facts = await self.session_facts()
+        duration_ms = round((time.monotonic() - started) * 1000)
+        return health_payload(self.agents, facts, now_ms=now_ms(), duration_ms=duration_ms)
 
     def uptime_ms(self) -> int:
         return round((time.monotonic() - self.started_at) * 1000)
 
     async def health(self, caller: Caller, request: Request, p: Params) -> JSONObject:
-        started = time.monotonic()
-        body = self.health_summary()
-        sessions = await self.store.list_sessions(None, MAX_LIMIT)
-        now = now_ms()
-        body["sessions"] = {
-            "count": len(sessions),
-            "recent": [
-                {"key": s.key, "updatedAt": s.updated_at_ms, "age": now - s.updated_at_ms}
-                for s in sessions[:5]
-            ],
-        }
-        body["durationMs"] = round((time.monotonic() - started) * 1000)
-        return body
+        return await self.health_report()
 
     async def status(self, caller: Caller, request: Request, p: Params) -> JSONObject:
         stats = self.runtime.statistics()
+        facts = await self.session_facts()
         return {
             "ts": now_ms(),
             "version": self.version,
@@ -121,9 +131,10 @@ class Handlers:
             "runs": {
                 "active": stats.active_runs,
                 "queued": stats.queued_runs,
-                "runIds": [run.run_id for run in self.runtime.active_runs()],
+                "runIds": [run.id for run in self.runtime.active_runs()],
             },
             "connections": len(self.hub.peers),
+            **status_summary(self.agents, self.settings.providers, facts, now_ms=now_ms()),
         }
 
     async def agents_list(self, caller: Caller, request: Request, p: Params) -> JSONObject:
@@ -167,7 +178,7 @@ class Handlers:
         sessions = await self.store.list_sessions(agent_id.lower() if agent_id else None, limit)
         active: dict[str, list[str]] = {}
         for run in self.runtime.active_runs():
-            active.setdefault(run.session_key, []).append(run.run_id)
+            active.setdefault(run.session_key, []).append(run.id)
         return {
             "ts": now_ms(),
             "count": len(sessions),
@@ -214,14 +225,19 @@ class Handlers:
 
     async def _with_lane(self, key: str, action: Callable[[str], Awaitable[bool]]) -> bool:
         """Abort the session's runs, then act inside its lane so no run appends around it."""
-        self.runs.abort(self.hub.in_flight(session_key=key), session_key=key, run_id=None)
-        await self.store.request_kill(key)
+        tickets = self.hub.in_flight(session_key=key)
+        self.runs.abort(tickets, AbortReason.KILLED, session_key=key, run_id=None)
+        await self.runtime.admission.request_kill(key)
         with trio.move_on_after(LANE_WAIT_SECONDS):
-            async with self.store.lane(key):
+            async with self.runtime.admission.admit(key, _nothing_to_abort):
                 return await action(key)
         raise WsError(
             UNAVAILABLE, f"session {key} is busy; try again", retryable=True, retry_after_ms=1000
         )
+
+
+def _nothing_to_abort() -> None:
+    """A session admin action holding a lane is brief; a kill meanwhile waits for it."""
 
 
 def history_message(entry: TranscriptEntry) -> JSONObject:

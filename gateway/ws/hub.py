@@ -15,6 +15,7 @@ from typing import Protocol
 
 import trio
 
+from gateway.agents.run import Run
 from gateway.ws.outbox import Outbox
 from gateway.ws.run_events import FinalAnswer, OutEvent, RunStatus, RunTranslator
 
@@ -37,13 +38,13 @@ class Peer(Protocol):
 class RunTicket:
     """A run started over WebSocket, from ``accepted`` until its events are all published.
 
-    ``scope`` wraps the run and its publisher: cancelling it aborts the run the way a client
-    disconnect does. ``done`` is set once the run's last event has been published.
+    ``run`` is the run's handle once it is opened (right after the acceptance is sent); ``done``
+    is set once its last event has been published.
     """
 
     translator: RunTranslator
     origin: Peer | None
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    run: Run | None = None
     done: trio.Event = field(default_factory=trio.Event)
 
     @property

@@ -14,17 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.agents.events import Finish, RunEvent, RunFailed, TextDelta, Usage
-from gateway.agents.run import RunAborted
+from gateway.agents.events import AbortReason, Finish, RunEvent, RunFailed, TextDelta, Usage
 from gateway.errors import GatewayError
 from gateway.providers.base import ProviderError
 from gateway.types import JSONObject
 from gateway.ws.protocol import AGENT_TIMEOUT, UNAVAILABLE, WsError
 
 RunStatus = Literal["running", "ok", "error", "timeout", "aborted"]
-
-# The ``code`` of the error runs are killed with when the server shuts down (``gateway.serve``).
-SHUTDOWN_CODE = "shutdown"
 
 # OpenAI finish reasons in the reference's vocabulary.
 _STOP_REASONS = {"stop": "stop", "length": "length", "tool_calls": "toolUse"}
@@ -109,12 +105,12 @@ class RunTranslator:
         if type(event) is Finish:
             return self._finish(event.reason)
         if type(event) is RunFailed:
-            if isinstance(event.error, RunAborted):
+            if event.reason is AbortReason.KILLED:
                 return self.abort()
-            if event.error.code == SHUTDOWN_CODE:
-                # Killed by the server's shutdown: an abort, like a disconnect, not a failure.
+            if event.reason is AbortReason.SHUTDOWN:
+                # Stopped by the server's shutdown: an abort, like a disconnect, not a failure.
                 return self.abort("shutdown")
-            return self._fail(event.error)
+            return self._fail(event.error, timed_out=event.reason is AbortReason.TIMEOUT)
         return []
 
     def abort(self, reason: str | None = None) -> list[OutEvent]:
@@ -162,8 +158,8 @@ class RunTranslator:
             extra["usage"] = usage_json(self.usage)
         return [end, self._chat("final", essential=True, **extra)]
 
-    def _fail(self, error: GatewayError) -> list[OutEvent]:
-        self.status = "timeout" if is_run_timeout(error) else "error"
+    def _fail(self, error: GatewayError, *, timed_out: bool) -> list[OutEvent]:
+        self.status = "timeout" if timed_out else "error"
         self.error = error
         self.stop_reason = "error"
         self.ended_at = self.now_ms()
@@ -202,9 +198,10 @@ class RunTranslator:
                 }
             )
         error = self.error or GatewayError("The run ended without a reply.")
-        status = "timeout" if self.status == "timeout" else "error"
+        timed_out = self.status == "timeout"
+        status = "timeout" if timed_out else "error"
         payload = {"runId": self.run_id, "status": status, "summary": error.message}
-        return FinalAnswer(payload, run_error(error))
+        return FinalAnswer(payload, run_error(error, timed_out=timed_out))
 
     def _agent(self, stream: str, data: JSONObject, *, essential: bool = False) -> OutEvent:
         self.seq += 1
@@ -231,15 +228,10 @@ class RunTranslator:
         }
 
 
-def is_run_timeout(error: GatewayError) -> bool:
-    """The run's own deadline (``timeout``), as opposed to a provider's network timeout."""
-    return error.type == "timeout_error" and not isinstance(error, ProviderError)
-
-
-def run_error(error: GatewayError) -> WsError:
-    """A failed run as a protocol error: ``AGENT_TIMEOUT`` for the run's deadline, else
-    ``UNAVAILABLE`` (retryable when another attempt may succeed)."""
-    if is_run_timeout(error):
+def run_error(error: GatewayError, *, timed_out: bool = False) -> WsError:
+    """A failed run as a protocol error: ``AGENT_TIMEOUT`` for the run's own deadline
+    (``timed_out``), else ``UNAVAILABLE`` (retryable when another attempt may succeed)."""
+    if timed_out:
         return WsError(AGENT_TIMEOUT, error.message)
     retryable = isinstance(error, ProviderError) and error.kind != "bad_request"
     retry_ms = round(error.retry_after * 1000) if error.retry_after is not None else None

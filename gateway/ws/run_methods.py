@@ -14,8 +14,9 @@ from typing import Any
 
 import trio
 
+from gateway.agents.events import AbortReason
 from gateway.agents.routing import RESERVED_SESSION_PREFIXES
-from gateway.agents.run import AgentRuntime
+from gateway.agents.runtime import AgentRuntime
 from gateway.settings import AgentSettings, AgentsSettings, ModelChoice, Settings
 from gateway.types import JSONObject
 from gateway.ws.hub import FinishedRun, Hub
@@ -33,7 +34,6 @@ class RunMethods:
     def __init__(self, settings: Settings, runtime: AgentRuntime, hub: Hub, runs: Runs) -> None:
         self.settings = settings
         self.runtime = runtime
-        self.store = runtime.store
         self.hub = hub
         self.runs = runs
 
@@ -132,11 +132,11 @@ class RunMethods:
         tickets = [
             t for t in self.hub.in_flight(session_key=key) if run_id is None or t.run_id == run_id
         ]
-        killed = self.runs.abort(tickets, session_key=key, run_id=run_id)
+        killed = self.runs.abort(tickets, AbortReason.KILLED, session_key=key, run_id=run_id)
         elsewhere = False
         if run_id is None:
-            # A run on this key may be held by another worker process: ask the store.
-            elsewhere = await self.store.request_kill(key)
+            # The run holding this key's lane may be in another process: ask admission.
+            elsewhere = await self.runtime.admission.request_kill(key)
         with trio.move_on_after(ABORT_SETTLE_SECONDS):
             for ticket in tickets:
                 await ticket.done.wait()

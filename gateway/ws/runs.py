@@ -9,10 +9,9 @@ Ownership: a run lives in the nursery of the connection that started it and is c
 that connection closes, unless ``gateway.ws.detachRunsOnClose`` puts it in the app's nursery
 (then it runs on, and its events still reach the session's followers).
 
-Aborting (``abort``): ``AgentRuntime.kill`` cancels a run that has registered; one that has not
-yet (it was accepted a moment ago) is cancelled through its ticket's scope. Either way the
-upstream is closed, the transcript records the turn as aborted, and the followers get ``chat``
-``aborted`` plus ``agent`` ``lifecycle`` ``end`` with ``aborted: true``.
+Aborting (``abort``) goes through the run's handle, as for HTTP runs: the upstream is closed, the
+transcript records the turn as aborted, and the followers get ``chat`` ``aborted`` plus ``agent``
+``lifecycle`` ``end`` with ``aborted: true``.
 """
 
 from __future__ import annotations
@@ -25,9 +24,10 @@ from dataclasses import dataclass
 
 import trio
 
-from gateway.agents.events import RunEvent, TextDelta
+from gateway.agents.events import AbortReason, RunEvent, TextDelta
 from gateway.agents.routing import SessionTarget
-from gateway.agents.run import AgentRuntime, RunRequest
+from gateway.agents.run import Run, RunRequest
+from gateway.agents.runtime import AgentRuntime
 from gateway.settings import AgentSettings, ModelChoice
 from gateway.ws.hub import Hub, Peer, RunTicket
 from gateway.ws.protocol import error_response, ok_response
@@ -35,10 +35,16 @@ from gateway.ws.run_events import RunTranslator
 
 logger = logging.getLogger("gateway.ws.runs")
 
-# Events a run may get ahead of its publisher (which never blocks for long).
-RUN_CHANNEL_SIZE = 64
 # At most this many text fragments already waiting are merged into one event.
 MAX_COALESCED = 64
+
+
+# The ``stopReason`` of a run that ended without its last event; ``None``: the translator's own
+# (``chat.abort``'s ``rpc``, a kill's ``killed``).
+_STOP_REASONS: dict[AbortReason | None, str | None] = {  # anything else: "aborted"
+    AbortReason.KILLED: None,
+    AbortReason.SHUTDOWN: "shutdown",
+}
 
 
 def now_ms() -> int:
@@ -90,6 +96,7 @@ class RunSpec:
             system=self.system,
             model=self.model,
             timeout_seconds=self.timeout_seconds,
+            stream=True,
         )
 
 
@@ -136,55 +143,45 @@ class Runs:
             self.hub.forget(ticket)
             raise
         nursery = self._app_nursery() if self.detach_on_close else origin_nursery
-        nursery.start_soon(self._publish, ticket, spec.request(), answer_id)
+        run = ticket.run = self.runtime.open_run(spec.request(), nursery)
+        nursery.start_soon(self._publish, ticket, run, answer_id)
         return ticket
 
     def abort(
         self,
         tickets: list[RunTicket],
+        reason: AbortReason,
         *,
         session_key: str | None,
         run_id: str | None,
-        reason: str = "rpc",
+        stop_reason: str = "rpc",
     ) -> set[str]:
         """Abort the runs of this process on ``session_key`` (all keys: ``None``) and
-        ``run_id`` (any: ``None``), WebSocket and HTTP alike; returns their ids.
-
-        ``tickets`` are the matching WebSocket runs: they report ``reason`` as their
-        ``stopReason``; those not yet registered with the runtime are cancelled through their
-        scope.
-        """
+        ``run_id`` (any: ``None``), WebSocket and HTTP alike; returns their ids. ``tickets``
+        are the matching WebSocket runs: they report ``stop_reason`` as their ``stopReason``."""
         for ticket in tickets:
-            ticket.translator.abort_reason = reason
-        killed = set(self.runtime.kill(session_key=session_key, run_id=run_id))
-        for ticket in tickets:
-            if ticket.run_id not in killed:
-                ticket.scope.cancel()
-                killed.add(ticket.run_id)
-        return killed
+            ticket.translator.abort_reason = stop_reason
+        return set(self.runtime.abort_runs(reason, session_key=session_key, run_id=run_id))
 
-    async def _publish(self, ticket: RunTicket, request: RunRequest, answer_id: str | None) -> None:
-        """Run the agent and publish its events; then answer the ``agent`` request, if any.
+    async def _publish(self, ticket: RunTicket, run: Run, answer_id: str | None) -> None:
+        """Publish the run's events; then answer the ``agent`` request, if any.
 
-        On cancellation (the connection closed, shutdown) the run is cancelled with this task
-        and the followers still get the aborted events, published without waiting.
+        On cancellation (the connection closed, the server stopped) the run is cancelled with
+        this task, and the followers still get the aborted events, published without waiting.
         """
         translator = ticket.translator
-        send, receive = trio.open_memory_channel[RunEvent](RUN_CHANNEL_SIZE)
         try:
-            with ticket.scope:
-                self.hub.publish(ticket, translator.start())
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self.runtime.run, request, send)
-                    async with receive:
-                        async for event in receive:
-                            for merged in coalesce(event, receive):
-                                self.hub.publish(ticket, translator.feed(merged))
+            self.hub.publish(ticket, translator.start())
+            async with run.events as receive:
+                async for event in receive:
+                    for merged in coalesce(event, receive):
+                        self.hub.publish(ticket, translator.feed(merged))
         finally:
-            # Only a cancellation gets here with the run unfinished: ``abort`` cancelled it
-            # (its reason is set) or the connection or the server went away under it.
-            reason = None if ticket.scope.cancel_called else "aborted"
-            self.hub.publish(ticket, translator.abort(reason))
+            # Only a cancellation gets here with the run unfinished: its connection or the
+            # server went away under it (an abort ends the run with its own event).
+            self.hub.publish(
+                ticket, translator.abort(_STOP_REASONS.get(run.abort_reason, "aborted"))
+            )
             answer = translator.final_answer()
             self.hub.finish(ticket, answer)
         if answer_id is None or ticket.origin is None:

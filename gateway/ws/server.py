@@ -24,16 +24,14 @@ from collections.abc import Callable
 
 import trio
 from hypercorn.config import Config
-from quart import Response, request, websocket
+from quart import websocket
 from quart.wrappers import Websocket
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing.exceptions import WebsocketMismatch
 
 from gateway import __version__
-from gateway.agents.run import AgentRuntime
+from gateway.agents.events import AbortReason
+from gateway.agents.runtime import AgentRuntime
 from gateway.auth import Authenticator
-from gateway.http.common import method_not_allowed, not_found
 from gateway.settings import Settings
 from gateway.ws.connection import Connection
 from gateway.ws.handlers import Handlers
@@ -79,21 +77,10 @@ class WebSocketGateway:
         self.handlers.configure(settings)
 
     def register(self, quart: QuartTrio) -> None:
-        """Route WebSocket upgrades on every path to ``handle``."""
+        """Route WebSocket upgrades on every path to ``handle`` (HTTP requests to those paths
+        are the HTTP routes' to answer: see ``gateway.http.routes``)."""
         quart.add_websocket("/", "websocket", self.handle)
         quart.add_websocket("/<path:path>", "websocket_path", self.handle)
-
-        # Werkzeug answers an HTTP request that only a WebSocket rule matches with 400 (GET,
-        # HEAD, OPTIONS) or 405 (other methods): to HTTP such a path does not exist.
-        @quart.errorhandler(WebsocketMismatch)
-        async def http_on_websocket_path(error: WebsocketMismatch) -> Response:
-            return not_found()
-
-        @quart.errorhandler(MethodNotAllowed)
-        async def method_on_websocket_path(error: MethodNotAllowed) -> Response:
-            if only_websocket_routes(quart, request.path):
-                return not_found()
-            return method_not_allowed(", ".join(error.valid_methods or []))
 
     async def handle(self, path: str = "") -> None:
         """The route handler: serve one connection until it closes."""
@@ -110,7 +97,11 @@ class WebSocketGateway:
         tickets = self.hub.in_flight()
         for ticket in tickets:
             self.runs.abort(
-                [ticket], session_key=ticket.session_key, run_id=ticket.run_id, reason="shutdown"
+                [ticket],
+                AbortReason.SHUTDOWN,
+                session_key=ticket.session_key,
+                run_id=ticket.run_id,
+                stop_reason="shutdown",
             )
         grace = self.policy.shutdown_grace
         with trio.move_on_after(grace):
@@ -122,17 +113,6 @@ class WebSocketGateway:
         with trio.move_on_after(grace):
             for peer in peers:
                 await peer.closed.wait()
-
-
-def only_websocket_routes(quart: QuartTrio, path: str) -> bool:
-    """Whether no HTTP route, only a WebSocket one, matches ``path``."""
-    try:
-        quart.url_map.bind("localhost").match(path, method="GET", websocket=False)
-    except WebsocketMismatch:
-        return True
-    except HTTPException:
-        return False
-    return False
 
 
 def configure_hypercorn(config: Config, policy: Policy | None = None) -> Config:

@@ -50,7 +50,7 @@ async def test_probes(nursery: trio.Nursery) -> None:
             response = await client.get(path)
             assert (response.status_code, response.json()) == (200, {"ready": True})
             assert response.headers["cache-control"] == "no-store"
-        store = server.gateway.runtime.store
+        store = server.gateway.runtime.transcripts
         assert isinstance(store, MemoryStore)
         store.healthy = False
         response = await client.get("/readyz")

@@ -76,7 +76,8 @@ async def test_metrics_scraped_and_parsed(nursery: trio.Nursery) -> None:
     )
     assert values[("gateway_runs_active", ())] == 0
     assert values[("gateway_runs_queued", ())] == 0
-    assert values[("gateway_run_cancellations_total", (("phase", "streaming"),))] == 1
+    cancelled = (("phase", "streaming"), ("reason", "client_gone"))
+    assert values[("gateway_run_cancellations_total", cancelled)] == 1
     assert (
         values[
             (

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.sqlite import SQLiteTranscripts
 from tests.harness import AUTH, ScriptedProvider, Server, start_server, wait_for
 from tests.rawhttp import open_request, read_until
 
@@ -29,8 +29,7 @@ async def serve(
     config: dict[str, Any] | None = None,
 ) -> Server:
     cfg = {**AGENTS, **(config or {})}
-    max_concurrent = cfg["agents"]["defaults"].get("maxConcurrent", 4)
-    store = SQLiteSessionStore(state / "gateway", max_concurrent=max_concurrent)
+    store = SQLiteTranscripts(state / "gateway")
     return await start_server(nursery, cfg, providers={"scripted": provider}, store=store)
 
 
@@ -148,7 +147,7 @@ async def test_one_key_runs_one_at_a_time_two_keys_in_parallel(
 
 async def test_a_cancelled_waiter_leaves_the_queue(nursery: trio.Nursery, tmp_path: Path) -> None:
     model = ScriptedProvider(first_delay=60)
-    store = SQLiteSessionStore(tmp_path / "gateway", max_concurrent=4)
+    store = SQLiteTranscripts(tmp_path / "gateway")
     server = await start_server(nursery, AGENTS, providers={"scripted": model}, store=store)
     body = {"user": "q", "stream": True, "messages": [user("hold")]}
     holder = await open_request(server.url, body)
@@ -160,7 +159,7 @@ async def test_a_cancelled_waiter_leaves_the_queue(nursery: trio.Nursery, tmp_pa
     await wait_for(lambda: runtime.statistics().queued_runs == 0)
     await holder.aclose()
     await wait_for(lambda: runtime.statistics().active_runs == 0)
-    stats = store.lane_statistics()
+    stats = server.gateway.runtime.admission.statistics()
     assert (stats.sessions_held, stats.sessions_waiting, stats.slots_held, stats.slots_waiting) == (
         0,
         0,

@@ -32,6 +32,8 @@ def write_config(tmp_path: Path, up: FakeUpstream) -> Path:
         "gateway": {
             "auth": {"token": TOKEN},
             "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+            # Two independently started servers share the state directory.
+            "store": {"shared": True},
         },
         "models": {"providers": {"fake": {"baseUrl": up.base_url}}},
         "agents": {"defaults": {"model": "fake/m"}},

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.sqlite import SQLiteTranscripts
 from tests.harness import TOKEN, ScriptedProvider, Server, start_server
 from tests.ws.wsclient import Frame, WsClient
 
@@ -137,7 +137,7 @@ class Replay:
 @pytest.fixture
 async def server(nursery: trio.Nursery, tmp_path: Path) -> Server:
     fake = ScriptedProvider("fake", words=FAKE_WORDS)
-    store = SQLiteSessionStore(tmp_path / "gateway")
+    store = SQLiteTranscripts(tmp_path / "gateway")
     return await start_server(nursery, CONFIG, providers={"fake": fake}, store=store)
 
 

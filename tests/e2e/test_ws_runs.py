@@ -58,12 +58,13 @@ async def test_agent_streams_events_then_the_final_answer(nursery: trio.Nursery)
     assert [e["seq"] for e in agent] == list(range(1, len(agent) + 1))
     assert agent[0]["stream"] == "lifecycle" and agent[0]["data"]["phase"] == "start"
     assistant = [e["data"] for e in agent if e["stream"] == "assistant"]
-    assert [a["delta"] for a in assistant] == ["one ", "two ", "three"]
+    # One event per fragment, or fewer when fragments waited for the publisher (merged).
+    assert "".join(a["delta"] for a in assistant) == "one two three"
     assert assistant[-1]["text"] == "one two three"
     assert any(e["stream"] == "usage" for e in agent)
     assert agent[-1]["data"] == {**agent[-1]["data"], "phase": "end", "aborted": False}
     chat = chat_events(operator, "run-1")
-    assert [c["state"] for c in chat] == ["delta", "delta", "delta", "final"]
+    assert [c["state"] for c in chat] == ["delta"] * len(assistant) + ["final"]
     assert chat[-1]["message"]["content"] == [{"type": "text", "text": "one two three"}]
     # Frame seq counts every event of the connection from 1, without gaps here.
     assert [e["seq"] for e in operator.events] == list(range(1, len(operator.events) + 1))
@@ -185,7 +186,7 @@ async def test_chat_send_answers_started_then_events_reach_followers(
         assert final["payload"]["runId"] == "cs-1"
         assert final["payload"]["message"]["content"] == [{"type": "text", "text": "a b"}]
         states = [c["state"] for c in chat_events(operator, "cs-1")]
-        assert states == ["delta", "delta", "final"]
+        assert states[-1] == "final" and set(states[:-1]) == {"delta"}
     # A connection that neither started nor follows the session hears nothing of it.
     assert (await bystander.call("status"))["ok"] is True
     await trio.testing.wait_all_tasks_blocked()

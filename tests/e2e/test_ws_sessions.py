@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trio
 
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.sqlite import SQLiteTranscripts
 from tests.harness import ScriptedProvider, Server, start_server
 from tests.ws.wsclient import Operator
 
@@ -14,7 +14,7 @@ AGENTS = {"agents": {"defaults": {"model": "scripted/m"}, "list": [{"id": "main"
 
 
 async def serve(nursery: trio.Nursery, tmp_path: Path, scripted: ScriptedProvider) -> Server:
-    store = SQLiteSessionStore(tmp_path / "gateway")
+    store = SQLiteTranscripts(tmp_path / "gateway")
     return await start_server(nursery, AGENTS, providers={"scripted": scripted}, store=store)
 
 

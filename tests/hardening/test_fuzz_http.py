@@ -20,7 +20,7 @@ import pytest
 import trio
 from hypothesis import strategies as st
 
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.sqlite import SQLiteTranscripts
 from tests.hardening.strategies import body_bytes, header_lists
 from tests.hardening.support import (
     RawResponse,
@@ -49,7 +49,7 @@ BATCH = 25
 
 async def serve(nursery: trio.Nursery, tmp_path: Path) -> Server:
     # The real store: keys and transcripts made of odd strings must survive SQLite too.
-    store = SQLiteSessionStore(tmp_path / "gateway", max_concurrent=4)
+    store = SQLiteTranscripts(tmp_path / "gateway")
     return await start_server(nursery, CONFIG, store=store)
 
 

@@ -1,4 +1,5 @@
-"""A separate OS process using a session store, driven by the cross-process tests.
+"""A separate OS process using shared admission or the transcripts, driven by the
+cross-process tests.
 
     python _worker.py lanes DIR KEY COUNT HOLD_MS   print "ready", read a line, take the lane
                                                     COUNT times; print the intervals
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import trio
 
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.shared_admission import SharedAdmission
+from gateway.sessions.sqlite import SQLiteTranscripts
 from gateway.types import ChatMessage
 
 
@@ -25,29 +27,35 @@ def say(*words: object) -> None:
     print(*words, flush=True)
 
 
-async def lanes(store: SQLiteSessionStore, key: str, count: int, hold_ms: float) -> None:
+async def lanes(store: SharedAdmission, key: str, count: int, hold_ms: float) -> None:
     say("ready")
     await trio.to_thread.run_sync(sys.stdin.readline)  # "go": start with the other workers
     intervals = []
     for _ in range(count):
-        async with store.lane(key):
+        async with store.admit(key, _never_killed):
             start = time.monotonic()
             await trio.sleep(hold_ms / 1000)
             intervals.append((start, time.monotonic()))
     say(json.dumps(intervals))
 
 
-async def hold(store: SQLiteSessionStore, key: str) -> None:
-    async with store.lane(key) as lane:
-        try:
+async def hold(store: SharedAdmission, key: str) -> None:
+    with trio.CancelScope() as scope:
+
+        def kill() -> None:
+            say("killed", time.monotonic())
+            scope.cancel()
+
+        async with store.admit(key, kill):
             say("held")
             await trio.sleep_forever()
-        finally:
-            if lane.killed:
-                say("killed", time.monotonic())
 
 
-async def append(store: SQLiteSessionStore, key: str) -> None:
+def _never_killed() -> None:
+    raise AssertionError("no kill was requested")
+
+
+async def append(store: SQLiteTranscripts, key: str) -> None:
     seq = 0
     while True:
         seq += 1
@@ -61,17 +69,19 @@ async def append(store: SQLiteSessionStore, key: str) -> None:
 
 async def main(*argv: str) -> None:
     mode, directory, key, *rest = argv
+    if mode == "append":
+        transcripts = SQLiteTranscripts(Path(directory))
+        await append(transcripts, key)
+        return
     max_concurrent = int(rest[0]) if mode == "hold" else 4
-    store = SQLiteSessionStore(Path(directory), max_concurrent=max_concurrent)
+    admission = SharedAdmission(Path(directory), max_concurrent=max_concurrent)
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.serve)
+        await nursery.start(admission.serve)
         if mode == "lanes":
-            await lanes(store, key, int(rest[0]), float(rest[1]))
-        elif mode == "hold":
-            await hold(store, key)
+            await lanes(admission, key, int(rest[0]), float(rest[1]))
         else:
-            await append(store, key)
-        await store.aclose()
+            await hold(admission, key)
+        await admission.aclose()
 
 
 if __name__ == "__main__":

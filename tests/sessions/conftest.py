@@ -1,38 +1,71 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
+from gateway.sessions.admission import Admission
 from gateway.sessions.lanes import LaneTicket
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.shared_admission import SharedAdmission
+from gateway.sessions.sqlite import SQLiteTranscripts
 
-StoreFactory = Callable[..., Awaitable[SQLiteSessionStore]]
+SharedFactory = Callable[..., Awaitable[SharedAdmission]]
+
+
+class Holder:
+    """A run as admission sees it: ``kill`` (its ``on_kill``) notes the kill and cancels it."""
+
+    def __init__(self) -> None:
+        self.killed = False
+        self.scope = trio.CancelScope()
+
+    def kill(self) -> None:
+        self.killed = True
+        self.scope.cancel()
+
+
+@asynccontextmanager
+async def held_lane(admission: Admission, key: str | None) -> AsyncIterator[Holder]:
+    """Hold ``key``'s lane and a slot, as a run does; a kill cancels the block (like a run's
+    own scope, this absorbs that cancellation: the block then ends normally, ``killed``)."""
+    holder = Holder()
+    with holder.scope:
+        async with admission.admit(key, holder.kill):
+            yield holder
 
 
 @pytest.fixture
-async def open_store(tmp_path: Path) -> AsyncIterator[StoreFactory]:
-    """Open serving stores on ``tmp_path`` (several stand for several processes); all are
-    closed at the end of the test."""
-    stores: list[SQLiteSessionStore] = []
+async def open_shared(tmp_path: Path) -> AsyncIterator[SharedFactory]:
+    """Open serving shared admissions on ``tmp_path`` (several stand for several processes);
+    all are closed at the end of the test."""
+    admissions: list[SharedAdmission] = []
     async with trio.open_nursery() as nursery:
 
-        async def factory(max_concurrent: int = 4) -> SQLiteSessionStore:
-            store = SQLiteSessionStore(tmp_path, max_concurrent=max_concurrent)
-            stores.append(store)
-            await nursery.start(store.serve)
-            return store
+        async def factory(max_concurrent: int = 4) -> SharedAdmission:
+            admission = SharedAdmission(tmp_path, max_concurrent=max_concurrent)
+            admissions.append(admission)
+            await nursery.start(admission.serve)
+            return admission
 
         yield factory
-        for store in stores:
-            await store.aclose()
+        for admission in admissions:
+            await admission.aclose()
 
 
 @pytest.fixture
-async def store(open_store: StoreFactory) -> SQLiteSessionStore:
-    return await open_store()
+async def store(open_shared: SharedFactory) -> SharedAdmission:
+    """One serving shared admission (the lanes tests' store)."""
+    return await open_shared()
+
+
+@pytest.fixture
+async def transcripts(tmp_path: Path) -> AsyncIterator[SQLiteTranscripts]:
+    store = SQLiteTranscripts(tmp_path)
+    yield store
+    await store.aclose()
 
 
 async def wait_until(predicate: Callable[[], bool | Awaitable[bool]]) -> None:
@@ -49,11 +82,11 @@ async def wait_until(predicate: Callable[[], bool | Awaitable[bool]]) -> None:
 
 
 async def wait_for_tickets(
-    store: SQLiteSessionStore, predicate: Callable[[list[LaneTicket]], bool]
+    admission: SharedAdmission, predicate: Callable[[list[LaneTicket]], bool]
 ) -> None:
     """Wait until the lane tables (every process's tickets) satisfy ``predicate``."""
 
     async def check() -> bool:
-        return predicate(await store.lane_tickets())
+        return predicate(await admission.tickets())
 
     await wait_until(check)

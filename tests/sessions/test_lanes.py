@@ -13,36 +13,36 @@ import trio.lowlevel
 
 from gateway.sessions import _tickets
 from gateway.sessions._doorbell import Doorbell
-from gateway.sessions.lanes import LaneStatistics
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.admission import AdmissionStatistics
+from gateway.sessions.shared_admission import SharedAdmission
 
-from .conftest import StoreFactory, wait_for_tickets, wait_until
+from .conftest import SharedFactory, held_lane, wait_for_tickets, wait_until
 
-IDLE = LaneStatistics(4, 0, 0, 0, 0, ())
+IDLE = AdmissionStatistics(4, 0, 0, 0, 0, ())
 
 
 async def queue_in_order(
     nursery: trio.Nursery,
-    store: SQLiteSessionStore,
+    store: SharedAdmission,
     count: int,
     run: Callable[[int], Awaitable[None]],
 ) -> None:
     """Start ``count`` tasks ``run(i)`` so that each has queued before the next starts."""
     for i in range(count):
-        before = len(await store.lane_tickets())
+        before = len(await store.tickets())
         nursery.start_soon(run, i)
         await wait_for_tickets(store, lambda t: len(t) > before)  # noqa: B023 - awaited here
 
 
-async def test_one_key_runs_one_at_a_time_in_arrival_order(store: SQLiteSessionStore) -> None:
+async def test_one_key_runs_one_at_a_time_in_arrival_order(store: SharedAdmission) -> None:
     order: list[int] = []
     active = 0
     gate = trio.Event()
 
     async def run(i: int) -> None:
         nonlocal active
-        async with store.lane("k") as lane:
-            assert lane.key == "k" and not lane.killed
+        async with held_lane(store, "k") as lane:
+            assert not lane.killed
             active += 1
             assert active == 1
             order.append(i)
@@ -52,21 +52,21 @@ async def test_one_key_runs_one_at_a_time_in_arrival_order(store: SQLiteSessionS
 
     async with trio.open_nursery() as nursery:
         await queue_in_order(nursery, store, 8, run)
-        assert store.lane_statistics().sessions_waiting == 7
-        assert store.lane_statistics().held_keys == ("k",)
+        assert store.statistics().sessions_waiting == 7
+        assert store.statistics().held_keys == ("k",)
         gate.set()
     assert order == list(range(8))
-    assert store.lane_statistics() == IDLE
-    assert await store.lane_tickets() == []
+    assert store.statistics() == IDLE
+    assert await store.tickets() == []
 
 
-async def test_different_keys_run_in_parallel(store: SQLiteSessionStore) -> None:
+async def test_different_keys_run_in_parallel(store: SharedAdmission) -> None:
     inside = 0
     all_in = trio.Event()
 
     async def run(key: str | None) -> None:
         nonlocal inside
-        async with store.lane(key):
+        async with held_lane(store, key):
             inside += 1
             if inside == 3:
                 all_in.set()
@@ -76,11 +76,11 @@ async def test_different_keys_run_in_parallel(store: SQLiteSessionStore) -> None
         async with trio.open_nursery() as nursery:
             for key in ("a", "b", None):
                 nursery.start_soon(run, key)
-    assert store.lane_statistics() == IDLE
+    assert store.statistics() == IDLE
 
 
-async def test_max_concurrent_caps_runs_and_queues_fifo(open_store: StoreFactory) -> None:
-    store = await open_store(max_concurrent=2)
+async def test_max_concurrent_caps_runs_and_queues_fifo(open_shared: SharedFactory) -> None:
+    store = await open_shared(max_concurrent=2)
     admitted: list[int] = []
     releases = [trio.Event() for _ in range(6)]
     running = 0
@@ -89,7 +89,7 @@ async def test_max_concurrent_caps_runs_and_queues_fifo(open_store: StoreFactory
     async def run(i: int) -> None:
         nonlocal running, peak
         # Distinct keys and stateless runs compete only for the slots.
-        async with store.lane(f"k{i}" if i % 2 else None):
+        async with held_lane(store, f"k{i}" if i % 2 else None):
             admitted.append(i)
             running += 1
             peak = max(peak, running)
@@ -98,7 +98,7 @@ async def test_max_concurrent_caps_runs_and_queues_fifo(open_store: StoreFactory
 
     async with trio.open_nursery() as nursery:
         await queue_in_order(nursery, store, 6, run)
-        stats = store.lane_statistics()
+        stats = store.statistics()
         assert (stats.slots_held, stats.slots_waiting) == (2, 4)
         assert admitted == [0, 1]
         # Free one slot at a time, newest holder first: the oldest waiter gets it every time.
@@ -110,17 +110,17 @@ async def test_max_concurrent_caps_runs_and_queues_fifo(open_store: StoreFactory
         releases[3].set()
         releases[5].set()
     assert peak == 2
-    assert store.lane_statistics() == LaneStatistics(2, 0, 0, 0, 0, ())
+    assert store.statistics() == AdmissionStatistics(2, 0, 0, 0, 0, ())
 
 
-async def test_a_cancelled_waiter_leaves_the_queue(store: SQLiteSessionStore) -> None:
+async def test_a_cancelled_waiter_leaves_the_queue(store: SharedAdmission) -> None:
     order: list[str] = []
     release = trio.Event()
 
     async def run(name: str, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
         with trio.CancelScope() as scope:
             task_status.started(scope)
-            async with store.lane("k"):
+            async with held_lane(store, "k"):
                 order.append(name)
                 if name == "holder":
                     await release.wait()
@@ -136,46 +136,46 @@ async def test_a_cancelled_waiter_leaves_the_queue(store: SQLiteSessionStore) ->
         await wait_for_tickets(
             store, lambda t: len(t) == 3
         )  # gone at once, while the holder still runs
-        assert store.lane_statistics().sessions_waiting == 1
+        assert store.statistics().sessions_waiting == 1
         release.set()
     assert order == ["holder", "next"]
-    assert await store.lane_tickets() == []
-    assert store.lane_statistics() == IDLE
+    assert await store.tickets() == []
+    assert store.statistics() == IDLE
 
 
 async def test_cancelled_while_waiting_for_a_slot_releases_the_session_lane(
-    open_store: StoreFactory,
+    open_shared: SharedFactory,
 ) -> None:
-    store = await open_store(max_concurrent=1)
+    store = await open_shared(max_concurrent=1)
     release = trio.Event()
 
     async def hold() -> None:
-        async with store.lane(None):
+        async with held_lane(store, None):
             await release.wait()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(hold)
-        await wait_until(lambda: store.lane_statistics().slots_held == 1)
+        await wait_until(lambda: store.statistics().slots_held == 1)
         with trio.move_on_after(0.05) as scope:
-            async with store.lane("k"):
+            async with held_lane(store, "k"):
                 pytest.fail("admitted past the cap")
         assert scope.cancelled_caught
-        assert store.lane_statistics().sessions_held == 0
+        assert store.statistics().sessions_held == 0
         # The key is free again: a lane on it only waits for the slot.
         release.set()
-        async with store.lane("k"):
+        async with held_lane(store, "k"):
             pass
-    assert await store.lane_tickets() == []
+    assert await store.tickets() == []
 
 
-async def test_many_random_cancellations_leave_nothing_held(open_store: StoreFactory) -> None:
-    store = await open_store(max_concurrent=3)
+async def test_many_random_cancellations_leave_nothing_held(open_shared: SharedFactory) -> None:
+    store = await open_shared(max_concurrent=3)
     done = 0
 
     async def run(i: int) -> None:
         nonlocal done
         with trio.move_on_after((i % 7) * 0.002):
-            async with store.lane(f"k{i % 4}" if i % 5 else None):
+            async with held_lane(store, f"k{i % 4}" if i % 5 else None):
                 await trio.sleep(0.001 * (i % 3))
         done += 1
 
@@ -183,28 +183,28 @@ async def test_many_random_cancellations_leave_nothing_held(open_store: StoreFac
         for i in range(60):
             nursery.start_soon(run, i)
     assert done == 60
-    assert store.lane_statistics() == LaneStatistics(3, 0, 0, 0, 0, ())
-    assert await store.lane_tickets() == []
+    assert store.statistics() == AdmissionStatistics(3, 0, 0, 0, 0, ())
+    assert await store.tickets() == []
 
 
 async def test_lane_requires_serve(tmp_path: Path) -> None:
-    store = SQLiteSessionStore(tmp_path)
+    store = SharedAdmission(tmp_path)
     with pytest.raises(RuntimeError, match="serve"):
-        store.lane("k")
-    assert store.lane_statistics() == IDLE
+        store.admit("k", lambda: None)
+    assert store.statistics() == IDLE
     await store.aclose()
 
 
-async def test_two_stores_share_one_lane_fifo(open_store: StoreFactory) -> None:
+async def test_two_stores_share_one_lane_fifo(open_shared: SharedFactory) -> None:
     """Two stores on one directory behave like two processes: their only link is the files."""
-    first, second = await open_store(), await open_store()
+    first, second = await open_shared(), await open_shared()
     order: list[str] = []
     active = 0
     release = trio.Event()
 
-    async def run(store: SQLiteSessionStore, name: str) -> None:
+    async def run(store: SharedAdmission, name: str) -> None:
         nonlocal active
-        async with store.lane("k"):
+        async with held_lane(store, "k"):
             active += 1
             assert active == 1
             order.append(name)
@@ -221,27 +221,27 @@ async def test_two_stores_share_one_lane_fifo(open_store: StoreFactory) -> None:
             await wait_for_tickets(first, lambda t: len(t) > count)  # noqa: B023 - awaited here
         release.set()
     assert order == ["a0", "b1", "a2", "b3", "a4"]
-    assert await first.lane_tickets() == []
+    assert await first.tickets() == []
 
 
-async def test_the_slot_cap_is_shared_between_stores(open_store: StoreFactory) -> None:
-    first, second = await open_store(max_concurrent=1), await open_store(max_concurrent=1)
+async def test_the_slot_cap_is_shared_between_stores(open_shared: SharedFactory) -> None:
+    first, second = await open_shared(max_concurrent=1), await open_shared(max_concurrent=1)
     release = trio.Event()
     entered = trio.Event()
 
     async def hold() -> None:
-        async with first.lane(None):
+        async with held_lane(first, None):
             await release.wait()
 
     async def wait() -> None:
-        async with second.lane("other"):
+        async with held_lane(second, "other"):
             entered.set()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(hold)
-        await wait_until(lambda: first.lane_statistics().slots_held == 1)
+        await wait_until(lambda: first.statistics().slots_held == 1)
         nursery.start_soon(wait)
-        await wait_until(lambda: second.lane_statistics().slots_waiting == 1)
+        await wait_until(lambda: second.statistics().slots_waiting == 1)
         await trio.sleep(0.05)  # several polls: it must still be waiting
         assert not entered.is_set()
         release.set()
@@ -249,15 +249,15 @@ async def test_the_slot_cap_is_shared_between_stores(open_store: StoreFactory) -
             await entered.wait()
 
 
-async def test_handoff_between_stores_is_prompt(open_store: StoreFactory) -> None:
-    first, second = await open_store(), await open_store()
+async def test_handoff_between_stores_is_prompt(open_shared: SharedFactory) -> None:
+    first, second = await open_shared(), await open_shared()
     latencies = []
     for _ in range(5):
         holding = trio.Event()
         release = trio.Event()
 
         async def hold(holding: trio.Event = holding, release: trio.Event = release) -> None:
-            async with first.lane("k"):
+            async with held_lane(first, "k"):
                 holding.set()
                 await release.wait()
 
@@ -266,19 +266,19 @@ async def test_handoff_between_stores_is_prompt(open_store: StoreFactory) -> Non
             await holding.wait()
 
             async def release_soon(release: trio.Event = release) -> None:
-                await wait_until(lambda: second.lane_statistics().sessions_waiting == 1)
+                await wait_until(lambda: second.statistics().sessions_waiting == 1)
                 release.set()
                 latencies.append(trio.current_time())
 
             nursery.start_soon(release_soon)
-            async with second.lane("k"):
+            async with held_lane(second, "k"):
                 latencies[-1] = trio.current_time() - latencies[-1]
     # One poll interval (15 ms) plus scheduling; generous for loaded CI machines.
     assert sorted(latencies)[2] < 0.1, latencies
 
 
 async def test_a_failed_release_is_retried(
-    store: SQLiteSessionStore, monkeypatch: pytest.MonkeyPatch
+    store: SharedAdmission, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A release that cannot write (disk full ...) must not leave the key blocked for good."""
     real = _tickets.dequeue
@@ -293,17 +293,17 @@ async def test_a_failed_release_is_retried(
 
     monkeypatch.setattr(_tickets, "dequeue", fail_once)
     with pytest.raises(sqlite3.OperationalError):
-        async with store.lane("k"):
+        async with held_lane(store, "k"):
             pass
-    assert len(await store.lane_tickets()) == 2  # still in the tables...
+    assert len(await store.tickets()) == 2  # still in the tables...
     with trio.fail_after(2):
-        async with store.lane("k"):  # ...until the poller's retry deletes them
+        async with held_lane(store, "k"):  # ...until the poller's retry deletes them
             pass
-    assert await store.lane_tickets() == []
+    assert await store.tickets() == []
 
 
 async def test_polling_alone_still_hands_off(
-    open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+    open_shared: SharedFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without doorbells (another platform or network namespace), handoffs and kills between
     processes still happen, one poll interval later."""
@@ -312,12 +312,12 @@ async def test_polling_alone_still_hands_off(
         return False
 
     monkeypatch.setattr(Doorbell, "open", unavailable)
-    first, second = await open_store(), await open_store()
+    first, second = await open_shared(), await open_shared()
     holding, release = trio.Event(), trio.Event()
     killed: list[bool] = []
 
     async def hold() -> None:
-        async with first.lane("k") as lane:
+        async with held_lane(first, "k") as lane:
             holding.set()
             await release.wait()
             await trio.sleep_forever()  # until killed from the other store
@@ -329,6 +329,6 @@ async def test_polling_alone_still_hands_off(
         release.set()
         assert await second.request_kill("k") is True
         with trio.fail_after(2):
-            async with second.lane("k"):
+            async with held_lane(second, "k"):
                 pass
     assert killed == [True]

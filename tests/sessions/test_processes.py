@@ -20,9 +20,9 @@ from pathlib import Path
 
 import trio
 
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.sqlite import SQLiteTranscripts
 
-from .conftest import StoreFactory, wait_for_tickets, wait_until
+from .conftest import SharedFactory, held_lane, wait_for_tickets, wait_until
 
 WORKER = Path(__file__).with_name("_worker.py")
 ROOT = Path(__file__).parents[2]
@@ -103,19 +103,19 @@ async def test_one_lane_across_processes(tmp_path: Path) -> None:
     assert switches >= 5, tagged
 
 
-async def test_a_sigkilled_holder_is_reclaimed(open_store: StoreFactory, tmp_path: Path) -> None:
-    store = await open_store(max_concurrent=1)
+async def test_a_sigkilled_holder_is_reclaimed(open_shared: SharedFactory, tmp_path: Path) -> None:
+    store = await open_shared(max_concurrent=1)
     got: list[str] = []
     async with child("hold", tmp_path, "k", 1) as holder, trio.open_nursery() as nursery:
         assert await holder.readline() == "held"
 
         async def take(key: str | None) -> None:
-            async with store.lane(key):
+            async with held_lane(store, key):
                 got.append(str(key))
 
         nursery.start_soon(take, "k")
         nursery.start_soon(take, None)
-        await wait_until(lambda: store.lane_statistics().sessions_waiting == 1)
+        await wait_until(lambda: store.statistics().sessions_waiting == 1)
         await trio.sleep(0.05)
         assert got == []  # a live holder keeps its lane
         killed_at = time.monotonic()
@@ -123,45 +123,45 @@ async def test_a_sigkilled_holder_is_reclaimed(open_store: StoreFactory, tmp_pat
         await wait_until(lambda: len(got) == 2)
         reclaimed_after = time.monotonic() - killed_at
     assert reclaimed_after < 1.0, reclaimed_after
-    assert await store.lane_tickets() == []
+    assert await store.tickets() == []
     assert [p.name for p in (tmp_path / "owners").glob("*.lock")] == [
         f"{store._owner.token}.lock"  # type: ignore[union-attr]
     ]
 
 
 async def test_a_sigkilled_waiter_leaves_the_queue(
-    open_store: StoreFactory, tmp_path: Path
+    open_shared: SharedFactory, tmp_path: Path
 ) -> None:
-    store = await open_store()
+    store = await open_shared()
     release = trio.Event()
     order: list[str] = []
 
     async def run(name: str) -> None:
-        async with store.lane("k"):
+        async with held_lane(store, "k"):
             order.append(name)
             if name == "first":
                 await release.wait()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, "first")
-        await wait_until(lambda: store.lane_statistics().held_keys == ("k",))
+        await wait_until(lambda: store.statistics().held_keys == ("k",))
         async with child("lanes", tmp_path, "k", 1, 0) as waiter:
             await waiter.ready()
             await waiter.go()
             await wait_for_tickets(store, lambda t: any(x.pid == waiter.pid for x in t))
             nursery.start_soon(run, "after the dead one")
-            await wait_until(lambda: store.lane_statistics().sessions_waiting == 1)
+            await wait_until(lambda: store.statistics().sessions_waiting == 1)
             waiter.sigkill()
             await waiter.process.wait()
         release.set()
     assert order == ["first", "after the dead one"]
-    assert await store.lane_tickets() == []
+    assert await store.tickets() == []
 
 
 async def test_a_kill_request_reaches_another_process(
-    open_store: StoreFactory, tmp_path: Path
+    open_shared: SharedFactory, tmp_path: Path
 ) -> None:
-    store = await open_store()
+    store = await open_shared()
     async with child("hold", tmp_path, "k", 4) as runner:
         assert await runner.readline() == "held"
         requested_at = time.monotonic()
@@ -181,7 +181,7 @@ async def test_sigkill_during_appends_loses_no_committed_turn(tmp_path: Path) ->
         writer.sigkill()
         await writer.process.wait()
 
-    store = SQLiteSessionStore(tmp_path)
+    store = SQLiteTranscripts(tmp_path)
     try:
         page = await store.history("k", 10_000, None)
         assert page is not None

@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.sessions.sqlite import SQLiteSessionStore
+from gateway.sessions.sqlite import SQLiteTranscripts
 from gateway.types import ChatMessage, ToolCall, UsageDict
 
-from .conftest import StoreFactory
+
+@pytest.fixture
+def store(transcripts: SQLiteTranscripts) -> SQLiteTranscripts:
+    """This module's store: the transcripts (``conftest``'s ``store`` is admission)."""
+    return transcripts
+
 
 USAGE: UsageDict = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 CALL: ToolCall = {
@@ -35,7 +40,7 @@ def tool(call_id: str, text: str) -> ChatMessage:
     return {"role": "tool", "content": text, "tool_call_id": call_id}
 
 
-async def test_round_trip_of_every_message_shape(store: SQLiteSessionStore) -> None:
+async def test_round_trip_of_every_message_shape(store: SQLiteTranscripts) -> None:
     parts: ChatMessage = {
         "role": "user",
         "name": "ana",
@@ -65,7 +70,7 @@ async def test_round_trip_of_every_message_shape(store: SQLiteSessionStore) -> N
     assert await store.context("k", None) == [entry.message for entry in page.entries]
 
 
-async def test_statuses_are_kept_and_shape_the_context(store: SQLiteSessionStore) -> None:
+async def test_statuses_are_kept_and_shape_the_context(store: SQLiteTranscripts) -> None:
     await store.append_turn("k", "main", "r1", [user("one"), assistant("reply one")], "complete")
     await store.append_turn("k", "main", "r2", [user("two"), assistant("partial")], "error")
     await store.append_turn("k", "main", "r3", [user("three"), assistant("cut", [CALL])], "aborted")
@@ -90,7 +95,7 @@ async def test_statuses_are_kept_and_shape_the_context(store: SQLiteSessionStore
     ]
 
 
-async def test_context_limit_keeps_the_newest(store: SQLiteSessionStore) -> None:
+async def test_context_limit_keeps_the_newest(store: SQLiteTranscripts) -> None:
     for n in range(5):
         await store.append_turn(
             "k", "main", f"r{n}", [user(f"q{n}"), assistant(f"a{n}")], "complete"
@@ -102,7 +107,7 @@ async def test_context_limit_keeps_the_newest(store: SQLiteSessionStore) -> None
         await store.context("k", -1)
 
 
-async def test_context_never_starts_with_orphaned_tool_results(store: SQLiteSessionStore) -> None:
+async def test_context_never_starts_with_orphaned_tool_results(store: SQLiteTranscripts) -> None:
     second: ToolCall = {**CALL, "id": "call_2"}
     await store.append_turn(
         "k", "main", "r1", [user("weather?"), assistant(None, [CALL, second])], "complete"
@@ -126,7 +131,7 @@ async def test_context_never_starts_with_orphaned_tool_results(store: SQLiteSess
     ]
 
 
-async def test_history_pages_oldest_first(store: SQLiteSessionStore) -> None:
+async def test_history_pages_oldest_first(store: SQLiteTranscripts) -> None:
     for n in range(5):
         await store.append_turn("k", "main", f"r{n}", [user(f"q{n}")], "complete")
     seen: list[object] = []
@@ -152,7 +157,7 @@ async def test_history_pages_oldest_first(store: SQLiteSessionStore) -> None:
         await store.history("k", 0, None)
 
 
-async def test_list_reset_delete(store: SQLiteSessionStore) -> None:
+async def test_list_reset_delete(store: SQLiteTranscripts) -> None:
     await store.append_turn("a", "main", "r1", [user("1"), assistant("1")], "complete")
     await trio.sleep(0.002)  # distinct updated_at_ms
     await store.append_turn("b", "other", "r2", [user("2")], "complete")
@@ -185,7 +190,7 @@ async def test_list_reset_delete(store: SQLiteSessionStore) -> None:
     assert {s.key for s in await store.list_sessions(None, 10)} == {"a", "c"}
 
 
-async def test_keys_are_isolated(store: SQLiteSessionStore) -> None:
+async def test_keys_are_isolated(store: SQLiteTranscripts) -> None:
     await store.append_turn("k1", "main", "r1", [user("for k1")], "complete")
     await store.append_turn("k2", "main", "r2", [user("for k2")], "complete")
     assert await store.context("k1", None) == [user("for k1")]
@@ -195,7 +200,7 @@ async def test_keys_are_isolated(store: SQLiteSessionStore) -> None:
     assert await store.context("k2", None) == [user("for k2")]
 
 
-async def test_append_validates_and_ignores_empty_turns(store: SQLiteSessionStore) -> None:
+async def test_append_validates_and_ignores_empty_turns(store: SQLiteTranscripts) -> None:
     with pytest.raises(ValueError):
         await store.append_turn("k", "main", "r", [user("x")], "done")  # type: ignore[arg-type]
     await store.append_turn("k", "main", "r", [], "complete")
@@ -203,12 +208,12 @@ async def test_append_validates_and_ignores_empty_turns(store: SQLiteSessionStor
 
 
 async def test_reopen_keeps_everything(tmp_path: Path) -> None:
-    first = SQLiteSessionStore(tmp_path)
+    first = SQLiteTranscripts(tmp_path)
     await first.append_turn("k", "main", "r1", [user("kept"), assistant("yes")], "complete", USAGE)
     await first.aclose()
     assert (tmp_path / "sessions.sqlite3").exists()
 
-    second = SQLiteSessionStore(tmp_path)
+    second = SQLiteTranscripts(tmp_path)
     try:
         assert await second.context("k", None) == [user("kept"), assistant("yes")]
         page = await second.history("k", 10, None)
@@ -221,7 +226,7 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
 
 async def test_creates_the_directory_and_uses_wal(tmp_path: Path) -> None:
     directory = tmp_path / "state" / "gateway"
-    store = SQLiteSessionStore(directory)
+    store = SQLiteTranscripts(directory)
     await store.open()
     await store.aclose()
     with sqlite3.connect(directory / "sessions.sqlite3") as db:
@@ -230,7 +235,7 @@ async def test_creates_the_directory_and_uses_wal(tmp_path: Path) -> None:
 
 
 async def test_many_stores_open_one_new_file_at_once(tmp_path: Path) -> None:
-    stores = [SQLiteSessionStore(tmp_path) for _ in range(6)]
+    stores = [SQLiteTranscripts(tmp_path) for _ in range(6)]
     async with trio.open_nursery() as nursery:
         for n, store in enumerate(stores):
             nursery.start_soon(store.append_turn, "k", "main", f"r{n}", [user(str(n))], "complete")
@@ -248,13 +253,13 @@ def db_threads() -> set[threading.Thread]:
 
 
 async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
-    store = SQLiteSessionStore(tmp_path)
+    store = SQLiteTranscripts(tmp_path)
     await store.open()
     await store.aclose()
     with sqlite3.connect(tmp_path / "sessions.sqlite3") as db:
         db.execute("UPDATE schema_version SET version = 99")
     threads_before = db_threads()
-    newer = SQLiteSessionStore(tmp_path)
+    newer = SQLiteTranscripts(tmp_path)
     for _ in range(2):  # a failed open leaves nothing running and can be tried again
         with pytest.raises(RuntimeError, match="newer"):
             await newer.open()
@@ -262,8 +267,7 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     assert db_threads() <= threads_before
 
 
-async def test_concurrent_appends_commit_together_in_order(open_store: StoreFactory) -> None:
-    store = await open_store()
+async def test_concurrent_appends_commit_together_in_order(store: SQLiteTranscripts) -> None:
 
     async def append(n: int) -> None:
         await store.append_turn("k", "main", f"r{n}", [user(str(n)), assistant(str(n))], "complete")
@@ -280,8 +284,7 @@ async def test_concurrent_appends_commit_together_in_order(open_store: StoreFact
     assert len(set(runs)) == 40
 
 
-async def test_recent_reads_the_newest_messages(open_store: StoreFactory) -> None:
-    store = await open_store()
+async def test_recent_reads_the_newest_messages(store: SQLiteTranscripts) -> None:
     assert await store.recent("nobody", 5) is None
     for i in range(7):
         await store.append_turn(

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import itertools
 
-from gateway.agents.events import Finish, RunFailed, TextDelta, ToolCallDelta, Usage
-from gateway.agents.run import RunAborted
+from gateway.agents.events import (
+    AbortReason,
+    Finish,
+    RunAborted,
+    RunFailed,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from gateway.errors import GatewayError
 from gateway.providers.base import ProviderError
 from gateway.ws.run_events import OutEvent, RunTranslator
@@ -87,7 +94,7 @@ def test_aborted_by_kill_reports_the_abort_reason() -> None:
     t.abort_reason = "rpc"
     t.start()
     t.feed(TextDelta("part"))
-    events = t.feed(RunFailed(RunAborted("The run was aborted.")))
+    events = t.feed(RunFailed(RunAborted("The run was aborted."), AbortReason.KILLED))
     assert kinds(events) == ["chat:aborted", "agent:lifecycle"]
     chat, end = (e.payload for e in events)
     assert chat["stopReason"] == "rpc"
@@ -142,7 +149,8 @@ def test_bad_request_is_not_retryable() -> None:
 def test_run_timeout_is_agent_timeout() -> None:
     t = translator()
     t.start()
-    t.feed(RunFailed(GatewayError("timed out", status=504, type_="timeout_error")))
+    timeout = GatewayError("timed out", status=504, type_="timeout_error")
+    t.feed(RunFailed(timeout, AbortReason.TIMEOUT))
     assert t.status == "timeout"
     answer = t.final_answer()
     assert answer.error is not None and answer.error.code == "AGENT_TIMEOUT"
@@ -165,7 +173,7 @@ def test_killed_by_shutdown_is_an_abort() -> None:
     t = translator()
     t.start()
     shutdown = GatewayError("The server is shutting down.", status=503, code="shutdown")
-    events = t.feed(RunFailed(shutdown))
+    events = t.feed(RunFailed(shutdown, AbortReason.SHUTDOWN))
     assert kinds(events) == ["chat:aborted", "agent:lifecycle"]
     assert events[0].payload["stopReason"] == "shutdown"
     assert t.final_answer().payload["result"]["meta"]["aborted"] is True

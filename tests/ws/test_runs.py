@@ -7,9 +7,10 @@ import json
 import pytest
 import trio
 
-from gateway.agents.events import Finish, RunEvent, TextDelta, Usage
-from gateway.agents.run import AgentRuntime
+from gateway.agents.events import AbortReason, Finish, RunEvent, TextDelta, Usage
+from gateway.agents.runtime import AgentRuntime
 from gateway.providers.registry import ProviderRegistry
+from gateway.sessions.admission import LocalAdmission
 from gateway.settings import AgentDefaults, AgentSettings, AgentsSettings, ModelChoice
 from gateway.ws.hub import Hub
 from gateway.ws.runs import Runs, RunSpec, coalesce
@@ -22,7 +23,8 @@ AGENT = AgentSettings(id="main")
 
 def runtime_with(provider: ScriptedProvider) -> AgentRuntime:
     agents = AgentsSettings(defaults=AgentDefaults(model=ModelChoice("scripted/m")))
-    return AgentRuntime(agents, ProviderRegistry({"scripted": provider}), MemoryStore())
+    registry = ProviderRegistry({"scripted": provider})
+    return AgentRuntime(agents, registry, MemoryStore(), LocalAdmission(4))
 
 
 def spec(run_id: str = "r") -> RunSpec:
@@ -44,7 +46,7 @@ def not_detached() -> trio.Nursery:
     raise AssertionError("runs are not detached")
 
 
-async def test_abort_before_the_run_registers() -> None:
+async def test_abort_before_the_run_starts() -> None:
     scripted = ScriptedProvider()
     hub = Hub()
     peer = FakePeer("p")
@@ -52,8 +54,11 @@ async def test_abort_before_the_run_registers() -> None:
     runs = Runs(runtime_with(scripted), hub, detach_on_close=False, app_nursery=not_detached)
     async with trio.open_nursery() as nursery:
         ticket = await runs.start(spec(), peer, nursery, accepted, answer_id="req-1")
-        # The run's task has not run yet: the runtime does not know it, its ticket does.
-        assert runs.abort([ticket], session_key="agent:main:main", run_id="r") == {"r"}
+        # The run's task has not run yet; its handle exists from the acceptance on.
+        aborted = runs.abort(
+            [ticket], AbortReason.KILLED, session_key="agent:main:main", run_id="r"
+        )
+        assert aborted == {"r"}
     assert ticket.done.is_set()
     assert scripted.calls == []
     sent = frames(peer)

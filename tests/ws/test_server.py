@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypercorn.config import Config
 from quart_trio import QuartTrio
 
+from gateway.http.routes import only_websocket_routes
 from gateway.ws import Policy, configure_hypercorn
-from gateway.ws.server import only_websocket_routes
 
 
 def test_configure_hypercorn() -> None:
