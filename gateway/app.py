@@ -24,6 +24,7 @@ from gateway.auth import Authenticator
 from gateway.config import ConfigError, load_settings
 from gateway.cors import CorsPolicy
 from gateway.http.common import AuthGuard
+from gateway.http.direct import DirectRoutes
 from gateway.http.routes import Routes, register_routes
 from gateway.hypercorn_worker import HypercornWorker
 from gateway.lifecycle import Lifecycle, StopTiming
@@ -164,11 +165,14 @@ def create_app(
     async def stores_ok() -> bool:
         return all([await store.ping() for store in stores])
 
+    direct = DirectRoutes(guard)
     routes = register_routes(
-        quart, settings, runtime, guard, lambda: lifecycle.ready, stores_ok, metrics
+        quart, direct, settings, runtime, lambda: lifecycle.ready, stores_ok, metrics
     )
     ws.register(quart)
-    asgi = GatewayASGI(quart, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins))
+    asgi = GatewayASGI(
+        quart, direct=direct, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins)
+    )
     gateway = Gateway(
         asgi, quart, settings, runtime, lifecycle, ws, metrics, routes, guard.authenticator
     )

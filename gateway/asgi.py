@@ -37,6 +37,8 @@ from hypercorn.typing import (
 )
 
 from gateway.cors import CorsPolicy
+from gateway.http.direct import DirectRoutes
+from gateway.http.exchange import Exchange
 from gateway.logs import access_logger, request_id_from, reset_request_id, set_request_id
 from gateway.metrics import Metrics
 
@@ -91,9 +93,15 @@ class GatewayASGI:
     """Wraps the Quart app; see the module docstring."""
 
     def __init__(
-        self, app: Any, *, metrics: Metrics | None = None, cors: CorsPolicy | None = None
+        self,
+        app: Any,
+        *,
+        direct: DirectRoutes | None = None,
+        metrics: Metrics | None = None,
+        cors: CorsPolicy | None = None,
     ) -> None:
         self.app = app
+        self.direct = direct
         self.metrics = metrics
         self.cors = cors.active() if cors is not None else None
 
@@ -129,6 +137,10 @@ class GatewayASGI:
                     return
             extra += self.cors.response_headers(origin)
         outcome = _Outcome()
+        route = self.direct.match(scope["path"]) if self.direct is not None else None
+        # Quart's own receive loop drains a body its route did not read; a direct route has
+        # nobody else reading, so an early answer drains it here.
+        drain = route is not None
 
         async def send_wrapper(message: ASGISendEvent) -> None:
             final = False
@@ -141,7 +153,7 @@ class GatewayASGI:
             if outcome.gone:
                 return
             if final:
-                await body.settle(drain=False)  # the app's own receive loop drains it
+                await body.settle(drain=drain)
             try:
                 if final:
                     # quart-trio cancels the request scope on the post-response disconnect;
@@ -166,7 +178,11 @@ class GatewayASGI:
             async with trio.open_nursery() as nursery:
                 scope_dict[REQUEST_NURSERY] = nursery
                 try:
-                    await self.app(scope, body.receive, send_wrapper)
+                    if route is not None and self.direct is not None:
+                        exchange = Exchange(scope, body.receive, send_wrapper)
+                        await self.direct.serve(route, exchange, nursery)
+                    else:
+                        await self.app(scope, body.receive, send_wrapper)
                 finally:
                     nursery.cancel_scope.cancel()
         finally:

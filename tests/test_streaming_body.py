@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 import trio.testing
 
@@ -11,6 +13,21 @@ from gateway.http.streaming import SSEBody
 from gateway.sse import DONE, PING, ChunkEncoder
 
 ENC = ChunkEncoder("id", 1, "m")
+
+
+class Recorder:
+    """The part of an ``Exchange`` the body writes to: each write, and whether it ended."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.finished = False
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    async def finish(self, data: bytes = b"") -> None:
+        self.writes.append(data)
+        self.finished = True
 
 
 def body_for(
@@ -24,9 +41,10 @@ async def test_coalesces_queued_events_into_one_write() -> None:
     for event in (TextDelta("a"), TextDelta("b"), Usage(1, 2), Finish("stop")):
         send.send_nowait(event)
     send.close()
-    async with body_for(receive, first=TextDelta("0")) as body:
-        writes = [chunk async for chunk in body]
-    assert writes == [
+    out = Recorder()
+    await body_for(receive, first=TextDelta("0")).write_to(out)  # type: ignore[arg-type]
+    assert out.finished
+    assert out.writes == [
         ENC.role()
         + ENC.encode(TextDelta("0"))
         + ENC.encode(TextDelta("a"))
@@ -60,10 +78,15 @@ async def test_error_ends_the_stream_without_usage_or_finish() -> None:
     assert b"".join(writes) == ENC.role() + ENC.encode(TextDelta("x")) + ENC.error(error) + DONE
 
 
-async def test_exit_closes_the_channel_so_the_producer_stops() -> None:
+async def test_a_writer_that_stops_closes_the_channel_so_the_producer_stops() -> None:
     send, receive = trio.open_memory_channel[RunEvent](0)
-    async with body_for(receive):
-        pass
+
+    class Gone(Recorder):
+        async def write(self, data: bytes) -> None:
+            raise trio.BrokenResourceError  # the client went away mid-stream
+
+    with contextlib.suppress(trio.BrokenResourceError):
+        await body_for(receive).write_to(Gone())  # type: ignore[arg-type]
     try:
         send.send_nowait(TextDelta("x"))
     except trio.BrokenResourceError:

@@ -1,41 +1,39 @@
-"""``POST /v1/chat/completions``: the OpenAI-compatible entry to agent runs.
+"""``POST /v1/chat/completions``: the OpenAI-compatible entry to agent runs, served on ASGI
+directly (``gateway.http.direct``).
 
-After the shared checks (``gateway.http.guard``: enabled, method, auth): the body size (413 from
-Content-Length before reading), JSON (400), the content (400 naming the field), the agent and
-the session key. Then the run starts in the request's nursery and the response waits for its
-first event (or the heartbeat interval), so a failure before any output is a real HTTP status
-with a JSON body.
+After the shared checks (enabled, method, auth): the body size (413 from Content-Length before
+reading), JSON (400), the content (400 naming the field), the agent and the session key. Then
+the run starts in the request's nursery and the response waits for its first event (or the
+heartbeat interval), so a failure before any output is a real HTTP status with a JSON body.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from urllib.parse import quote
 
 import trio
-from quart import Request, Response, request
 
 from gateway.agents.events import RunEvent, RunFailed, Usage
 from gateway.agents.reply import Reply
 from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
-from gateway.asgi import request_log, request_nursery
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.asgi import request_log
+from gateway.errors import GatewayError
+from gateway.http.body import header_value, read_json
 from gateway.http.chat_request import ChatRequest, parse_chat_request
-from gateway.http.common import error_response, json_response
+from gateway.http.exchange import Exchange
 from gateway.http.streaming import SSEBody
 from gateway.settings import HttpSettings
 from gateway.sse import ChunkEncoder
-from gateway.text import SURROGATE_ESCAPE_BYTES, has_lone_surrogate
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+NO_REPLY = "The run ended without a reply."
 
 
 class ChatCompletions:
@@ -45,20 +43,20 @@ class ChatCompletions:
         self.http = http
         self.runtime = runtime
 
-    async def handle(self) -> Response:
-        try:
-            chat = parse_chat_request(await _read_json(request, self.http))
-            agent = resolve_agent(
-                self.runtime.agents,
-                request.headers.get("x-openclaw-agent-id")
-                or request.headers.get("x-openclaw-agent"),
-                chat.model,
-            )
-            session = resolve_session(
-                agent.id, request.headers.get("x-openclaw-session-key"), chat.user
-            )
-        except GatewayError as error:
-            return error_response(error)
+    async def __call__(self, exchange: Exchange, nursery: trio.Nursery) -> None:
+        http = self.http
+        document = await read_json(
+            exchange, http.chat_completions.max_body_bytes, http.body_timeout_seconds
+        )
+        # From here on a client that leaves cancels the request nursery: the run stops.
+        nursery.start_soon(exchange.watch_disconnect, nursery.cancel_scope)
+        chat = parse_chat_request(document)
+        agent = resolve_agent(
+            self.runtime.agents,
+            exchange.header(b"x-openclaw-agent-id") or exchange.header(b"x-openclaw-agent"),
+            chat.model,
+        )
+        session = resolve_session(agent.id, exchange.header(b"x-openclaw-session-key"), chat.user)
         run = self.runtime.open_run(
             RunRequest(
                 run_id=str(uuid.uuid4()),
@@ -67,33 +65,37 @@ class ChatCompletions:
                 messages=chat.messages,
                 system=chat.system,
                 params=chat.params,
-                send_timeout=self.http.send_timeout_seconds,
+                send_timeout=http.send_timeout_seconds,
                 stream=chat.stream,
             ),
-            request_nursery(request.scope),
+            nursery,
         )
-        log = request_log(request.scope)
+        log = request_log(exchange.scope)
         if log is not None:
             log.run = run
         headers = {"x-openclaw-session-key": header_value(session.key)}
         if chat.stream:
-            return await self._stream(chat, run.events, headers)
-        return await self._collect(chat, run.events, headers)
+            await self._stream(exchange, chat, run.events, headers)
+        else:
+            await self._collect(exchange, chat, run.events, headers)
 
     async def _stream(
         self,
+        exchange: Exchange,
         chat: ChatRequest,
         receive: trio.MemoryReceiveChannel[RunEvent],
         headers: dict[str, str],
-    ) -> Response:
+    ) -> None:
         first: RunEvent | None = None
         with trio.move_on_after(self.http.heartbeat_seconds):
             try:
                 first = await receive.receive()
             except trio.EndOfChannel:
-                return error_response(GatewayError("The run ended without a reply."), headers)
+                await exchange.respond_error(GatewayError(NO_REPLY), headers)
+                return
         if isinstance(first, RunFailed):
-            return error_response(first.error, headers)
+            await exchange.respond_error(first.error, headers)
+            return
         encoder = ChunkEncoder(_completion_id(), int(time.time()), chat.model)
         body = SSEBody(
             encoder,
@@ -102,24 +104,35 @@ class ChatCompletions:
             include_usage=chat.include_usage,
             heartbeat=self.http.heartbeat_seconds,
         )
-        response = Response(body, status=200, headers={**SSE_HEADERS, **headers})
-        response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut long streams
-        return response
+        await exchange.start(200, [*SSE_HEADERS, *_encoded(headers)])
+        await body.write_to(exchange)
 
     async def _collect(
         self,
+        exchange: Exchange,
         chat: ChatRequest,
         receive: trio.MemoryReceiveChannel[RunEvent],
         headers: dict[str, str],
-    ) -> Response:
+    ) -> None:
         reply = Reply()
-        async with receive:
-            async for event in receive:
-                reply.add(event)
+        with receive:
+            # What is already waiting is taken without a schedule point per event.
+            while True:
+                try:
+                    reply.add(receive.receive_nowait())
+                except trio.WouldBlock:
+                    try:
+                        reply.add(await receive.receive())
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
         if reply.error is not None:
-            return error_response(reply.error, headers)
+            await exchange.respond_error(reply.error, headers)
+            return
         if reply.finish_reason is None:
-            return error_response(GatewayError("The run ended without a reply."), headers)
+            await exchange.respond_error(GatewayError(NO_REPLY), headers)
+            return
         body = {
             "id": _completion_id(),
             "object": "chat.completion",
@@ -130,45 +143,12 @@ class ChatCompletions:
             ],
             "usage": (reply.usage or Usage(0, 0)).as_dict(),
         }
-        return json_response(body, headers=headers)
+        await exchange.respond_json(body, headers=_encoded(headers))
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
 
 
 def _completion_id() -> str:
     return f"chatcmpl_{uuid.uuid4()}"
-
-
-async def _read_json(req: Request, http: HttpSettings) -> object:
-    limit = http.chat_completions.max_body_bytes
-    if req.content_length is not None and req.content_length > limit:
-        raise GatewayError(
-            f"Request body too large: {req.content_length} bytes (limit {limit}).",
-            status=413,
-            type_="invalid_request_error",
-        )
-    req.max_content_length = limit
-    req.body_timeout = int(http.body_timeout_seconds) or 1
-    data = await req.get_data(cache=False, as_text=False, parse_form_data=False)
-    try:
-        document = json.loads(data)
-    except RecursionError:
-        raise InvalidRequest("Invalid JSON body: nested too deeply.") from None
-    except ValueError as exc:  # bad JSON, bad UTF-8, an integer of more than 4300 digits
-        raise InvalidRequest(f"Invalid JSON body: {exc}") from None
-    # A lone surrogate (``"\\ud800"``) decodes to a string no UTF-8 encoder accepts: the
-    # response, the transcript and the upstream request would all fail on it later.
-    if SURROGATE_ESCAPE_BYTES.search(data) and has_lone_surrogate(document):
-        raise InvalidRequest("Invalid JSON body: a string contains an unpaired surrogate.")
-    return document
-
-
-# Printable ASCII but ``%`` and space: what a header value keeps of a key that needs escaping.
-_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
-
-
-def header_value(text: str) -> str:
-    """``text`` as an HTTP header value: as is when it is printable ASCII without edge spaces,
-    else percent-encoded UTF-8 (a key from ``user`` may hold any character; a raw one would
-    make the response itself fail)."""
-    if text.isascii() and text.isprintable() and text == text.strip():
-        return text
-    return quote(text, safe=_HEADER_SAFE, errors="backslashreplace")

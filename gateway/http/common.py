@@ -43,31 +43,39 @@ class AuthGuard:
     def __init__(self, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
 
-    def __call__(self, request: Request) -> Response | None:
-        """``None`` when the request may proceed, else the 401/429 response to send."""
-        client = request.scope.get("client")
-        address = client[0] if client else None
+    def check(
+        self, authorization: str | None, client: str | None, server: str | None
+    ) -> GatewayError | None:
+        """``None`` when a request with this ``Authorization`` header, from ``client`` to the
+        listener at ``server``, may proceed; else the 401/429 error to answer with."""
         if self.authenticator.mode == "none":
-            server = request.scope.get("server")
-            if server and not is_loopback(server[0]):
-                logger.error("auth mode none refused on a non-loopback listener (%s)", server[0])
+            if server and not is_loopback(server):
+                logger.error("auth mode none refused on a non-loopback listener (%s)", server)
                 return _unauthorized()
             return None
-        result = self.authenticator.check(
-            bearer_secret(request.headers.get("Authorization")), address
-        )
+        result = self.authenticator.check(bearer_secret(authorization), client)
         if result.ok:
             return None
         if result.outcome == "locked":
-            error = GatewayError(
+            return GatewayError(
                 "Too many failed authentication attempts; try again later.",
                 status=429,
                 type_="rate_limited",
                 retry_after=result.retry_after,
             )
-            return error_response(error)
         return _unauthorized()
 
+    def __call__(self, request: Request) -> Response | None:
+        """``None`` when the Quart ``request`` may proceed, else the response to send."""
+        client = request.scope.get("client")
+        server = request.scope.get("server")
+        denied = self.check(
+            request.headers.get("Authorization"),
+            client[0] if client else None,
+            server[0] if server else None,
+        )
+        return error_response(denied) if denied is not None else None
 
-def _unauthorized() -> Response:
-    return json_response(error_body("Unauthorized", "unauthorized"), 401)
+
+def _unauthorized() -> GatewayError:
+    return GatewayError("Unauthorized", status=401, type_="unauthorized")

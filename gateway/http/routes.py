@@ -19,7 +19,8 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, error_body
 from gateway.http.chat import ChatCompletions
-from gateway.http.common import AuthGuard, json_response, method_not_allowed, not_found
+from gateway.http.common import json_response, method_not_allowed, not_found
+from gateway.http.direct import DirectRoutes
 from gateway.http.guard import View, guarded
 from gateway.http.health import Probes
 from gateway.http.models import Models
@@ -62,14 +63,17 @@ class Routes:
 
 def register_routes(
     quart: QuartTrio,
+    direct: DirectRoutes,
     settings: Settings,
     runtime: AgentRuntime,
-    guard: AuthGuard,
     is_ready: Callable[[], bool],
     stores_ok: Callable[[], Awaitable[bool]],
     metrics: Metrics | None,
 ) -> Routes:
+    """The Quart routes on ``quart``, the hot API routes on ``direct`` (both guarded by
+    ``direct.guard``)."""
     http = settings.gateway.http
+    guard = direct.guard
     routes = Routes(settings, ChatCompletions(http, runtime), Models(settings.agents))
     probes = Probes(is_ready, stores_ok)
     sessions = Sessions(runtime)
@@ -89,7 +93,7 @@ def register_routes(
         )
 
     chat_enabled = routes.chat_enabled
-    route("/v1/chat/completions", "chat", routes.chat.handle, WRITE, enabled=chat_enabled)
+    direct.add("/v1/chat/completions", routes.chat, WRITE, enabled=chat_enabled)
     route("/v1/models", "models", routes.models.list, READ, enabled=chat_enabled)
     route("/v1/models/<path:model_id>", "model", routes.models.get, READ, enabled=chat_enabled)
     route("/sessions/<path:key>/history", "session_history", sessions.history, READ)

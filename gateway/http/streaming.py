@@ -1,27 +1,26 @@
-"""The SSE response body: drains a run's event channel into ``text/event-stream`` bytes.
+"""The SSE response: drains a run's event channel into ``text/event-stream`` bytes.
 
 Events already waiting in the channel are coalesced into one write (one ASGI send per batch,
 not per token). While the run is silent (queued, slow upstream) a ``: ping`` comment goes out
-every heartbeat interval. The body owns no task: the run lives in the request nursery, which is
-cancelled when the client goes away.
+every heartbeat interval. The writer owns no task: the run lives in the request nursery, which
+is cancelled when the client goes away.
 """
 
 from __future__ import annotations
 
-from types import TracebackType
-
 import trio
-from quart.wrappers.response import ResponseBody
 
 from gateway.agents.events import Finish, RunEvent, RunFailed, Usage
+from gateway.http.exchange import Exchange
 from gateway.sse import DONE, PING, ChunkEncoder
 
 # At most this many queued events go into one write, so one write stays small.
 _MAX_BATCH = 256
 
 
-class SSEBody(ResponseBody):
-    """Quart response body streaming ``receive`` as chat completion chunks.
+class SSEBody:
+    """Streams ``receive`` as chat completion chunks: ``write_to`` an exchange whose response
+    has started, or iterate it (each item one write; the last one ends the stream).
 
     ``first`` is an event already taken from the channel (the one the headers waited for).
     """
@@ -45,17 +44,15 @@ class SSEBody(ResponseBody):
         self._started = False
         self._done = False
 
-    async def __aenter__(self) -> SSEBody:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # Closing our side makes a still-running producer stop at its next send.
-        self._receive.close()
+    async def write_to(self, exchange: Exchange) -> None:
+        """Write the whole stream, then end the response. Closing our side of the channel on
+        the way out makes a still-running producer stop at its next send."""
+        with self._receive:
+            async for chunk in self:
+                if self._done:
+                    await exchange.finish(chunk)
+                else:
+                    await exchange.write(chunk)
 
     def __aiter__(self) -> SSEBody:
         return self
