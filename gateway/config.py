@@ -46,6 +46,14 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _AGENT_ID = re.compile(AGENT_ID_PATTERN + r"\Z")
 _LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
+# The defaults live in the settings dataclasses; read from there, written once.
+_GATEWAY = GatewaySettings()
+_HTTP = HttpSettings()
+_RATE_LIMIT = RateLimitSettings()
+_DEFAULTS = AgentDefaults()
+_LOGGING = LoggingSettings()
+_PROVIDER = ProviderSettings(id="", api="openai-completions")
+
 # OpenClaw's level names, mapped onto Python's.
 _LOG_LEVELS = {
     "trace": "debug", "debug": "debug", "info": "info", "warn": "warning",
@@ -111,8 +119,8 @@ def parse_settings(
     log = root.child("logging")
     log.allow("format", "level", "file", "consoleLevel", "consoleStyle", "redactSensitive")
     logging_settings = LoggingSettings(
-        format=log.choice("format", ("text", "json"), "text"),  # type: ignore[arg-type]
-        level=_LOG_LEVELS[log.choice("level", tuple(_LOG_LEVELS), "info")],
+        format=log.choice("format", ("text", "json"), _LOGGING.format),  # type: ignore[arg-type]
+        level=_LOG_LEVELS[log.choice("level", tuple(_LOG_LEVELS), _LOGGING.level)],
     )
     root.allow("models", "agents", "gateway", "logging")
     root.child("models").allow("providers", "mode")
@@ -151,8 +159,8 @@ def _gateway(node: Reader, env: Mapping[str, str]) -> GatewaySettings:
         "port", "bind", "customBindHost", "auth", "http", "ws", "shutdownGraceSeconds",
         "mode", "controlUi", "tailscale", "remote", "reload", "trustedProxies", "tls", "store",
     )  # fmt: skip
-    port = node.integer("port", 18789, minimum=0, maximum=65535)
-    bind = node.choice("bind", ("loopback", "lan", "custom", "auto", "tailnet"), "loopback")
+    port = node.integer("port", _GATEWAY.port, minimum=0, maximum=65535)
+    bind = node.choice("bind", ("loopback", "lan", "custom", "auto", "tailnet"), _GATEWAY.bind)
     if bind in ("auto", "tailnet"):
         node.warn_key("bind", f'"{bind}" is not supported here; using "loopback"')
         bind = "loopback"
@@ -166,10 +174,14 @@ def _gateway(node: Reader, env: Mapping[str, str]) -> GatewaySettings:
         auth=_auth(node.child("auth"), env),
         http=_http(node.child("http")),
         ws=WsSettings(
-            detach_runs_on_close=node.child("ws").boolean("detachRunsOnClose", False),
+            detach_runs_on_close=node.child("ws").boolean(
+                "detachRunsOnClose", _GATEWAY.ws.detach_runs_on_close
+            ),
         ),
-        store=StoreSettings(shared=node.child("store").boolean("shared", False)),
-        shutdown_grace_seconds=node.number("shutdownGraceSeconds", 3.0, minimum=0),
+        store=StoreSettings(shared=node.child("store").boolean("shared", _GATEWAY.store.shared)),
+        shutdown_grace_seconds=node.number(
+            "shutdownGraceSeconds", _GATEWAY.shutdown_grace_seconds, minimum=0
+        ),
     )
     node.child("ws").allow("detachRunsOnClose")
     node.child("store").allow("shared")
@@ -191,10 +203,10 @@ def _auth(node: Reader, env: Mapping[str, str]) -> AuthSettings:
         rl = node.child("rateLimit")
         rl.allow("maxAttempts", "windowMs", "lockoutMs", "exemptLoopback")
         rate_limit = RateLimitSettings(
-            max_attempts=rl.integer("maxAttempts", 10, minimum=1),
-            window_ms=rl.integer("windowMs", 60_000, minimum=1),
-            lockout_ms=rl.integer("lockoutMs", 300_000, minimum=0),
-            exempt_loopback=rl.boolean("exemptLoopback", True),
+            max_attempts=rl.integer("maxAttempts", _RATE_LIMIT.max_attempts, minimum=1),
+            window_ms=rl.integer("windowMs", _RATE_LIMIT.window_ms, minimum=1),
+            lockout_ms=rl.integer("lockoutMs", _RATE_LIMIT.lockout_ms, minimum=0),
+            exempt_loopback=rl.boolean("exemptLoopback", _RATE_LIMIT.exempt_loopback),
         )
     if mode == "token" and not token:
         logger.warning(
@@ -229,15 +241,22 @@ def _http(node: Reader) -> HttpSettings:
     chat.allow("enabled", "maxBodyBytes")
     return HttpSettings(
         chat_completions=ChatCompletionsSettings(
-            enabled=chat.boolean("enabled", False),
-            max_body_bytes=chat.integer("maxBodyBytes", 20 * 1024 * 1024, minimum=1),
+            enabled=chat.boolean("enabled", _HTTP.chat_completions.enabled),
+            max_body_bytes=chat.integer(
+                "maxBodyBytes", _HTTP.chat_completions.max_body_bytes, minimum=1
+            ),
         ),
-        heartbeat_seconds=node.number("heartbeatSeconds", 15.0, minimum=0.01),
-        body_timeout_seconds=node.number("bodyTimeoutSeconds", 60.0, minimum=0.01),
-        send_timeout_seconds=node.number("sendTimeoutSeconds", 30.0, minimum=0.01),
+        heartbeat_seconds=node.number("heartbeatSeconds", _HTTP.heartbeat_seconds, minimum=0.01),
+        body_timeout_seconds=node.number(
+            "bodyTimeoutSeconds", _HTTP.body_timeout_seconds, minimum=0.01
+        ),
+        send_timeout_seconds=node.number(
+            "sendTimeoutSeconds", _HTTP.send_timeout_seconds, minimum=0.01
+        ),
         cors_allow_origins=tuple(cors.string_list("allowOrigins")),
         metrics=MetricsSettings(
-            enabled=metrics.boolean("enabled", False), auth=metrics.boolean("auth", False)
+            enabled=metrics.boolean("enabled", _HTTP.metrics.enabled),
+            auth=metrics.boolean("auth", _HTTP.metrics.auth),
         ),
     )
 
@@ -280,7 +299,9 @@ def _providers(node: Reader) -> dict[str, ProviderSettings]:
             api_key=p.string("apiKey", None),
             headers=MappingProxyType(p.string_map("headers")),
             timeout_seconds=p.number("timeoutSeconds", None, minimum=0.001),
-            connect_timeout_seconds=p.number("connectTimeoutSeconds", 10.0, minimum=0.001),
+            connect_timeout_seconds=p.number(
+                "connectTimeoutSeconds", _PROVIDER.connect_timeout_seconds, minimum=0.001
+            ),
             first_byte_timeout_seconds=p.number("firstByteTimeoutSeconds", None, minimum=0.001),
             idle_timeout_seconds=p.number("idleTimeoutSeconds", None, minimum=0.001),
             models=tuple(models),
@@ -329,8 +350,8 @@ def _agents(node: Reader, providers: Mapping[str, ProviderSettings]) -> AgentsSe
     )  # fmt: skip
     defaults = AgentDefaults(
         model=_model_choice(d, "model", providers),
-        max_concurrent=d.integer("maxConcurrent", 4, minimum=1),
-        timeout_seconds=d.number("timeoutSeconds", 600.0, minimum=0.001),
+        max_concurrent=d.integer("maxConcurrent", _DEFAULTS.max_concurrent, minimum=1),
+        timeout_seconds=d.number("timeoutSeconds", _DEFAULTS.timeout_seconds, minimum=0.001),
         system_prompt=d.string("systemPrompt", None),
         history_limit=d.integer("historyLimit", None, minimum=1),
     )
