@@ -27,14 +27,16 @@ from gateway.http.common import AuthGuard
 from gateway.http.direct import DirectRoutes
 from gateway.http.routes import Routes, register_routes
 from gateway.hypercorn_worker import HypercornWorker
-from gateway.lifecycle import Lifecycle, StopTiming
+from gateway.lifecycle import Background, Lifecycle, StopTiming
 from gateway.listeners import local_port, tune_listener
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.providers.registry import ProviderRegistry
 from gateway.sessions.admission import Admission
 from gateway.sessions.base import TranscriptStore
+from gateway.sessions.responses import ResponseStore
 from gateway.sessions.sqlite import SQLiteTranscripts
+from gateway.sessions.sqlite_responses import SQLiteResponses
 from gateway.sessions.state_admission import StateAdmission
 from gateway.settings import Settings
 from gateway.ws import WebSocketGateway, hypercorn_stream
@@ -129,6 +131,7 @@ def create_app(
     providers: ProviderRegistry | None = None,
     transcripts: TranscriptStore | None = None,
     admission: Admission | None = None,
+    responses: ResponseStore | None = None,
     shared: bool = False,
 ) -> Gateway:
     """Build the app. ``providers``, ``transcripts`` and ``admission`` default to those the
@@ -138,6 +141,8 @@ def create_app(
         providers = ProviderRegistry.from_settings(settings.providers)
     if transcripts is None:
         transcripts = SQLiteTranscripts(settings.gateway_dir)
+    if responses is None:
+        responses = SQLiteResponses(settings.gateway_dir)
     if admission is None:
         max_concurrent = settings.agents.defaults.max_concurrent
         shared = shared or settings.gateway.store.shared
@@ -160,14 +165,15 @@ def create_app(
     grace = settings.gateway.shutdown_grace_seconds
     # By default the timing of ``gateway serve`` (whose Hypercorn waits grace + 1 s).
     lifecycle = Lifecycle(stop=_unset_stop, timing=StopTiming.for_serve(grace, grace + 1))
-    stores = (transcripts, admission)
+    stores = (transcripts, admission, responses)
 
     async def stores_ok() -> bool:
         return all([await store.ping() for store in stores])
 
     direct = DirectRoutes(guard)
+    housekeeping = Background()
     routes = register_routes(
-        quart, direct, settings, runtime, lambda: lifecycle.ready, stores_ok, metrics
+        quart, direct, settings, runtime, responses, lambda: lifecycle.ready, stores_ok, metrics
     )
     ws.register(quart)
     asgi = GatewayASGI(
@@ -184,14 +190,17 @@ def create_app(
         # watchers live in the app's lifespan.
         await quart.nursery.start(admission.serve)
         await quart.nursery.start(lifecycle.serve)
+        await quart.nursery.start(housekeeping.serve, routes.responses.serve_pruning)
         lifecycle.ready = True
 
     @quart.after_serving
     async def shutdown() -> None:
         lifecycle.close()
+        housekeeping.close()
         await providers.aclose()
         await admission.aclose()
         await transcripts.aclose()
+        await responses.aclose()
 
     return gateway
 

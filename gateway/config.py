@@ -33,6 +33,7 @@ from gateway.settings import (
     ModelSettings,
     ProviderSettings,
     RateLimitSettings,
+    ResponsesSettings,
     Settings,
     StoreSettings,
     WsSettings,
@@ -239,11 +240,22 @@ def _http(node: Reader) -> HttpSettings:
     endpoints.allow("chatCompletions", "responses")
     chat = endpoints.child("chatCompletions")
     chat.allow("enabled", "maxBodyBytes")
+    responses = endpoints.child("responses")
+    responses.allow("enabled", "maxBodyBytes", "retentionDays")
     return HttpSettings(
         chat_completions=ChatCompletionsSettings(
             enabled=chat.boolean("enabled", _HTTP.chat_completions.enabled),
             max_body_bytes=chat.integer(
                 "maxBodyBytes", _HTTP.chat_completions.max_body_bytes, minimum=1
+            ),
+        ),
+        responses=ResponsesSettings(
+            enabled=responses.boolean("enabled", _HTTP.responses.enabled),
+            max_body_bytes=responses.integer(
+                "maxBodyBytes", _HTTP.responses.max_body_bytes, minimum=1
+            ),
+            retention_days=responses.number(
+                "retentionDays", _HTTP.responses.retention_days, minimum=0.001
             ),
         ),
         heartbeat_seconds=node.number("heartbeatSeconds", _HTTP.heartbeat_seconds, minimum=0.01),

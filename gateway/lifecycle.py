@@ -147,3 +147,24 @@ class Lifecycle:
     async def _watch_parent(self, sentinel: int) -> None:
         await trio.lowlevel.wait_readable(sentinel)
         self.begin_shutdown("the parent process is gone", StopTiming.orphaned())
+
+
+class Background:
+    """Background work of the app's lifespan (pruning stored responses, ...): started in the
+    app's nursery with ``serve``, stopped at once by ``close`` when serving ends."""
+
+    def __init__(self) -> None:
+        self._scope = trio.CancelScope()
+
+    async def serve(
+        self,
+        work: Callable[..., Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``work(task_status=...)`` until ``close``."""
+        with self._scope:
+            await work(task_status=task_status)
+
+    def close(self) -> None:
+        self._scope.cancel()

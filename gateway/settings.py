@@ -49,6 +49,13 @@ class ChatCompletionsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesSettings:
+    enabled: bool = False
+    max_body_bytes: int = 20 * 1024 * 1024
+    retention_days: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSettings:
     enabled: bool = False
     auth: bool = False
@@ -57,6 +64,7 @@ class MetricsSettings:
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     chat_completions: ChatCompletionsSettings = ChatCompletionsSettings()
+    responses: ResponsesSettings = ResponsesSettings()
     heartbeat_seconds: float = 15.0
     body_timeout_seconds: float = 60.0
     send_timeout_seconds: float = 30.0

@@ -81,3 +81,38 @@ class ChunkEncoder:
     def error(error: GatewayError) -> bytes:
         """An in-stream error event (after the response has started)."""
         return b"data: " + _dumps(error.body()).encode() + b"\n\n"
+
+
+class ChatStream:
+    """A chat completion stream's encoding (a ``StreamEncoder``): the role chunk first, each
+    event's chunk, then the usage chunk (``include_usage``, not after a failure) and ``[DONE]``.
+    A ``Finish`` after a failure (the run's own closing) is not sent."""
+
+    __slots__ = ("_encoder", "_failed", "_include_usage", "_usage", "finished")
+
+    def __init__(self, encoder: ChunkEncoder, *, include_usage: bool) -> None:
+        self._encoder = encoder
+        self._include_usage = include_usage
+        self._usage: Usage | None = None
+        self._failed = False
+        self.finished = False
+
+    def head(self) -> bytes:
+        return self._encoder.role()
+
+    def encode(self, event: RunEvent) -> bytes:
+        kind = type(event)
+        if kind is Usage:
+            self._usage = event  # type: ignore[assignment]
+            return b""
+        if kind is RunFailed:
+            self._failed = True
+        elif kind is Finish and self._failed:
+            return b""
+        return self._encoder.encode(event)
+
+    def tail(self) -> bytes:
+        self.finished = True
+        if self._include_usage and not self._failed:
+            return self._encoder.usage(self._usage or Usage(0, 0)) + DONE
+        return DONE

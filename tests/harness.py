@@ -20,7 +20,8 @@ from gateway.providers.echo import EchoProvider
 from gateway.providers.registry import ProviderRegistry
 from gateway.sessions.admission import Admission, LocalAdmission
 from gateway.sessions.base import TranscriptStore
-from tests.memory_store import MemoryStore
+from gateway.sessions.responses import ResponseStore
+from tests.memory_store import MemoryResponses, MemoryStore
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -77,6 +78,7 @@ async def start_server(
     providers: Mapping[str, Provider] | None = None,
     store: TranscriptStore | None = None,
     admission: Admission | None = None,
+    responses: ResponseStore | None = None,
     hypercorn_options: Mapping[str, Any] | None = None,
 ) -> Server:
     """Serve a gateway on 127.0.0.1 port 0 in ``nursery`` (stopped when the nursery is).
@@ -90,6 +92,7 @@ async def start_server(
         providers=registry,
         transcripts=store or MemoryStore(),
         admission=admission or LocalAdmission(settings.agents.defaults.max_concurrent),
+        responses=responses or MemoryResponses(),
     )
     hconfig = Config()
     hconfig.bind = ["127.0.0.1:0"]

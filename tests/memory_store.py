@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import trio
 
 from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
-from gateway.types import ChatMessage, UsageDict
+from gateway.sessions.responses import MAX_CHAIN, ItemsPage, Order, StoredResponse
+from gateway.types import ChatMessage, JSONObject, UsageDict
 
 
 class MemoryStore:
@@ -51,6 +52,73 @@ class MemoryStore:
 
     async def reset(self, key: str) -> bool:
         return self.turns.pop(key, None) is not None
+
+    async def ping(self) -> bool:
+        return self.healthy
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MemoryResponses:
+    """An in-process ``ResponseStore`` (the SQLite one has its own tests)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, tuple[StoredResponse, int]] = {}
+        self.healthy = True
+
+    async def put(self, stored: StoredResponse, expires_at: int) -> None:
+        self.stored[stored.id] = (stored, expires_at)
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        entry = self.stored.get(response_id)
+        return entry[0] if entry else None
+
+    async def chain(self, response_id: str) -> list[StoredResponse] | None:
+        first = await self.get(response_id)
+        if first is None:
+            return None
+        chain = [first]
+        while chain[-1].previous_response_id is not None and len(chain) < MAX_CHAIN:
+            parent = await self.get(chain[-1].previous_response_id)
+            if parent is None:
+                break
+            chain.append(parent)
+        return chain[::-1]
+
+    async def find_items(self, item_ids: Collection[str]) -> dict[str, JSONObject]:
+        found: dict[str, JSONObject] = {}
+        for stored, _ in self.stored.values():
+            for item in [*stored.input_items, *stored.response["output"]]:
+                if item.get("id") in item_ids:
+                    found[item["id"]] = item
+        return found
+
+    async def input_items(
+        self, response_id: str, limit: int, after: str | None, order: Order
+    ) -> ItemsPage | None:
+        stored = await self.get(response_id)
+        if stored is None:
+            return None
+        items = list(stored.input_items)
+        if order == "desc":
+            items.reverse()
+        start = 0
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise ValueError(after)
+            start = ids.index(after) + 1
+        return ItemsPage(items[start : start + limit], start + limit < len(items))
+
+    async def delete(self, response_id: str) -> bool:
+        return self.stored.pop(response_id, None) is not None
+
+    async def prune(self, now: int) -> int:
+        expired = [key for key, (_, expires) in self.stored.items() if expires <= now]
+        for key in expired:
+            del self.stored[key]
+        return len(expired)
 
     async def ping(self) -> bool:
         return self.healthy

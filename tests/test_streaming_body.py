@@ -10,7 +10,7 @@ import trio.testing
 from gateway.agents.events import Finish, RunEvent, RunFailed, TextDelta, Usage
 from gateway.errors import GatewayError
 from gateway.http.streaming import SSEBody
-from gateway.sse import DONE, PING, ChunkEncoder
+from gateway.sse import DONE, PING, ChatStream, ChunkEncoder
 
 ENC = ChunkEncoder("id", 1, "m")
 
@@ -33,7 +33,7 @@ class Recorder:
 def body_for(
     receive: trio.MemoryReceiveChannel[RunEvent], first: RunEvent | None = None, usage: bool = True
 ) -> SSEBody:
-    return SSEBody(ENC, receive, first=first, include_usage=usage, heartbeat=1.0)
+    return SSEBody(ChatStream(ENC, include_usage=usage), receive, first=first, heartbeat=1.0)
 
 
 async def test_coalesces_queued_events_into_one_write() -> None:

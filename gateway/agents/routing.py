@@ -49,8 +49,12 @@ def resolve_agent(agents: AgentsSettings, header_agent: str | None, model: str) 
     return agent
 
 
-def resolve_session(agent_id: str, header_key: str | None, user: str | None) -> SessionTarget:
-    """The session key of a request. Raises ``InvalidRequest`` for a reserved key."""
+def resolve_session(
+    agent_id: str, header_key: str | None, user: str | None, surface: str = "openai"
+) -> SessionTarget:
+    """The session key of a request. Raises ``InvalidRequest`` for a reserved key. ``surface``
+    names the API in derived keys (``openai`` for chat completions, ``openresponses`` for the
+    Responses API)."""
     key = (header_key or "").strip()
     if key:
         if key.lower().startswith(RESERVED_SESSION_PREFIXES):
@@ -60,5 +64,5 @@ def resolve_session(agent_id: str, header_key: str | None, user: str | None) -> 
             )
         return SessionTarget(key, stateful=True)
     if user:
-        return SessionTarget(f"agent:{agent_id}:openai-user:{user}".lower(), stateful=True)
-    return SessionTarget(f"agent:{agent_id}:openai:{uuid.uuid4()}", stateful=False)
+        return SessionTarget(f"agent:{agent_id}:{surface}-user:{user}".lower(), stateful=True)
+    return SessionTarget(f"agent:{agent_id}:{surface}:{uuid.uuid4()}", stateful=False)

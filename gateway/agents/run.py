@@ -49,6 +49,9 @@ class RunRequest:
     # the run is aborted so its upstream does not stay open. ``None``: wait forever.
     send_timeout: float | None = None
     stream: bool = False
+    # The conversation so far, given by the caller (the chain of a previous response): then the
+    # stored transcript is not read, and a stateful run records ``messages`` and its reply.
+    context: Sequence[ChatMessage] | None = None
 
 
 class Phase(enum.Enum):

@@ -186,7 +186,9 @@ class AgentRuntime:
         agents = self.agents
         limit = request.timeout_seconds or agents.defaults.timeout_seconds
         try:
-            if run.stateful:
+            if request.context is not None:
+                prompt = Prompt([*request.context, *request.messages], list(request.messages))
+            elif run.stateful:
                 history = await self.transcripts.context(
                     run.session_key, agents.defaults.history_limit
                 )

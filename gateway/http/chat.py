@@ -26,7 +26,7 @@ from gateway.http.chat_request import ChatRequest, parse_chat_request
 from gateway.http.exchange import Exchange
 from gateway.http.streaming import SSEBody
 from gateway.settings import HttpSettings
-from gateway.sse import ChunkEncoder
+from gateway.sse import ChatStream, ChunkEncoder
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -98,13 +98,12 @@ class ChatCompletions:
             return
         encoder = ChunkEncoder(_completion_id(), int(time.time()), chat.model)
         body = SSEBody(
-            encoder,
+            ChatStream(encoder, include_usage=chat.include_usage),
             receive,
             first=first,
-            include_usage=chat.include_usage,
             heartbeat=self.http.heartbeat_seconds,
         )
-        await exchange.start(200, [*SSE_HEADERS, *_encoded(headers)])
+        await exchange.start(200, [*SSE_HEADERS, *encoded_headers(headers)])
         await body.write_to(exchange)
 
     async def _collect(
@@ -143,10 +142,11 @@ class ChatCompletions:
             ],
             "usage": (reply.usage or Usage(0, 0)).as_dict(),
         }
-        await exchange.respond_json(body, headers=_encoded(headers))
+        await exchange.respond_json(body, headers=encoded_headers(headers))
 
 
-def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+def encoded_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Response headers (ASCII names, Latin-1 values) as ASGI wants them."""
     return [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
 
 

@@ -39,11 +39,11 @@ def _fail(message: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, param=param)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -61,7 +61,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise _fail("`messages` must be a non-empty array.", "messages")
     system_parts: list[str] = []
     messages: list[ChatMessage] = []
-    images = _ImageBudget()
+    images = ImageBudget()
     for i, raw in enumerate(raw_messages):
         message = _message(raw, f"messages[{i}]", images)
         if message["role"] in ("system", "developer"):
@@ -118,12 +118,12 @@ def _plain_text(message: ChatMessage) -> str:
 
 
 @dataclass(slots=True)
-class _ImageBudget:
+class ImageBudget:
     count: int = 0
     total: int = 0
 
 
-def _message(raw: Any, where: str, images: _ImageBudget) -> ChatMessage:
+def _message(raw: Any, where: str, images: ImageBudget) -> ChatMessage:
     if not isinstance(raw, dict):
         raise _fail(f"`{where}` must be an object.", "messages")
     role = raw.get("role")
@@ -160,7 +160,7 @@ def _message(raw: Any, where: str, images: _ImageBudget) -> ChatMessage:
     return message
 
 
-def _part(part: Any, where: str, images: _ImageBudget) -> JSONObject:
+def _part(part: Any, where: str, images: ImageBudget) -> JSONObject:
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
         raise _fail(f"`{where}` must be an object with a string `type`.", "messages")
     kind = part["type"]
@@ -173,7 +173,7 @@ def _part(part: Any, where: str, images: _ImageBudget) -> JSONObject:
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str):
             raise _fail(f"`{where}.image_url.url` must be a string.", "messages")
-        _check_image(url, where, images)
+        check_image(url, where, images)
         out: JSONObject = {"type": "image_url", "image_url": {"url": url}}
         if isinstance(image, dict) and isinstance(image.get("detail"), str):
             out["image_url"]["detail"] = image["detail"]
@@ -181,35 +181,36 @@ def _part(part: Any, where: str, images: _ImageBudget) -> JSONObject:
     raise _fail(f"`{where}.type` {kind!r} is not supported; use text or image_url.", "messages")
 
 
-def _check_image(url: str, where: str, images: _ImageBudget) -> None:
+def check_image(url: str, where: str, images: ImageBudget, param: str = "messages") -> None:
+    """Check a ``data:`` image URI against the image rules and the request's budget."""
     if not url.startswith("data:"):
         raise _fail(
             f"`{where}`: remote image URLs are not supported; send the image as a data: URI.",
-            "messages",
+            param,
         )
     header, sep, payload = url[5:].partition(",")
     media_type, _, encoding = header.partition(";")
     if not sep or encoding != "base64":
-        raise _fail(f"`{where}`: image data URIs must be base64-encoded.", "messages")
+        raise _fail(f"`{where}`: image data URIs must be base64-encoded.", param)
     if media_type.lower() not in IMAGE_TYPES:
         raise _fail(
             f"`{where}`: unsupported image type {media_type!r}; use jpeg, png, gif or webp.",
-            "messages",
+            param,
         )
     images.count += 1
     if images.count > MAX_IMAGES:
-        raise _fail(f"Too many images: at most {MAX_IMAGES} per request.", "messages")
+        raise _fail(f"Too many images: at most {MAX_IMAGES} per request.", param)
     size = len(payload) * 3 // 4  # decoded size, without decoding 10 MB on the event loop
     if size > MAX_IMAGE_BYTES:
-        raise _fail(f"`{where}`: image larger than 10 MB.", "messages")
+        raise _fail(f"`{where}`: image larger than 10 MB.", param)
     images.total += size
     if images.total > MAX_IMAGES_TOTAL_BYTES:
-        raise _fail("Images larger than 20 MB in total.", "messages")
+        raise _fail("Images larger than 20 MB in total.", param)
     # Check the head of the data only: decoding 10 MB here would stall the event loop.
     try:
         base64.b64decode(payload[:1024], validate=True)
     except (binascii.Error, ValueError):
-        raise _fail(f"`{where}`: invalid base64 image data.", "messages") from None
+        raise _fail(f"`{where}`: invalid base64 image data.", param) from None
 
 
 def _tool_calls(raw: Any, where: str) -> list[ToolCall]:
@@ -245,7 +246,7 @@ def _params(body: Mapping[str, Any]) -> dict[str, Any]:
     """The fields forwarded to the provider, each validated."""
     params: dict[str, Any] = {}
     n = body.get("n")
-    if n is not None and (not _is_int(n) or n < 1):
+    if n is not None and (not is_int(n) or n < 1):
         raise _fail("`n` must be a positive integer.", "n")
     if n is not None and n > 1:
         raise _fail("`n` greater than 1 is not supported.", "n")
@@ -258,7 +259,7 @@ def _params(body: Mapping[str, Any]) -> dict[str, Any]:
         value = body.get(key)
         if value is None:
             continue
-        if not _is_number(value) or not low <= value <= high:
+        if not is_number(value) or not low <= value <= high:
             raise _fail(f"`{key}` must be a number between {low:g} and {high:g}.", key)
         params[key] = value
     # Kept under the client's own name: newer OpenAI models accept only max_completion_tokens.
@@ -266,13 +267,13 @@ def _params(body: Mapping[str, Any]) -> dict[str, Any]:
         value = body.get(key)
         if value is None:
             continue
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise _fail(f"`{key}` must be a positive integer.", key)
         if "max_completion_tokens" not in params:
             params[key] = value
     seed = body.get("seed")
     if seed is not None:
-        if not _is_int(seed):
+        if not is_int(seed):
             raise _fail("`seed` must be an integer.", "seed")
         params["seed"] = seed
     stop = body.get("stop")

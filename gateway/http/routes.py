@@ -24,8 +24,10 @@ from gateway.http.direct import DirectRoutes
 from gateway.http.guard import View, guarded
 from gateway.http.health import Probes
 from gateway.http.models import Models
+from gateway.http.responses import ResponsesApi
 from gateway.http.sessions import Sessions
 from gateway.metrics import Metrics
+from gateway.sessions.responses import ResponseStore
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
@@ -50,15 +52,24 @@ class Routes:
 
     settings: Settings
     chat: ChatCompletions
+    responses: ResponsesApi
     models: Models
 
     def configure(self, settings: Settings) -> None:
         self.settings = settings
         self.chat.http = settings.gateway.http
+        self.responses.http = settings.gateway.http
         self.models.agents = settings.agents
 
     def chat_enabled(self) -> bool:
         return self.settings.gateway.http.chat_completions.enabled
+
+    def responses_enabled(self) -> bool:
+        return self.settings.gateway.http.responses.enabled
+
+    def models_enabled(self) -> bool:
+        """``/v1/models`` is served when either completion API is on."""
+        return self.chat_enabled() or self.responses_enabled()
 
 
 def register_routes(
@@ -66,6 +77,7 @@ def register_routes(
     direct: DirectRoutes,
     settings: Settings,
     runtime: AgentRuntime,
+    responses: ResponseStore,
     is_ready: Callable[[], bool],
     stores_ok: Callable[[], Awaitable[bool]],
     metrics: Metrics | None,
@@ -74,7 +86,12 @@ def register_routes(
     ``direct.guard``)."""
     http = settings.gateway.http
     guard = direct.guard
-    routes = Routes(settings, ChatCompletions(http, runtime), Models(settings.agents))
+    routes = Routes(
+        settings,
+        ChatCompletions(http, runtime),
+        ResponsesApi(http, runtime, responses),
+        Models(settings.agents),
+    )
     probes = Probes(is_ready, stores_ok)
     sessions = Sessions(runtime)
 
@@ -92,10 +109,16 @@ def register_routes(
             path, name, handler, methods=ALL_METHODS, provide_automatic_options=False
         )
 
-    chat_enabled = routes.chat_enabled
+    chat_enabled, models_enabled = routes.chat_enabled, routes.models_enabled
+    responses_enabled = routes.responses_enabled
     direct.add("/v1/chat/completions", routes.chat, WRITE, enabled=chat_enabled)
-    route("/v1/models", "models", routes.models.list, READ, enabled=chat_enabled)
-    route("/v1/models/<path:model_id>", "model", routes.models.get, READ, enabled=chat_enabled)
+    direct.add("/v1/responses", routes.responses, WRITE, enabled=responses_enabled)
+    route("/v1/responses/<response_id>", "response", routes.responses.retrieve,
+          ("GET", "HEAD", "DELETE"), enabled=responses_enabled)  # fmt: skip
+    route("/v1/responses/<response_id>/input_items", "response_input_items",
+          routes.responses.input_items, READ, enabled=responses_enabled)  # fmt: skip
+    route("/v1/models", "models", routes.models.list, READ, enabled=models_enabled)
+    route("/v1/models/<path:model_id>", "model", routes.models.get, READ, enabled=models_enabled)
     route("/sessions/<path:key>/history", "session_history", sessions.history, READ)
     route("/sessions/<path:key>/kill", "session_kill", sessions.kill, WRITE)
     for path in ("/health", "/healthz"):

@@ -1,4 +1,5 @@
-"""The SSE response: drains a run's event channel into ``text/event-stream`` bytes.
+"""The SSE response: drains a run's event channel into ``text/event-stream`` bytes, for any API
+shape (``StreamEncoder``: chat completion chunks, Responses events).
 
 Events already waiting in the channel are coalesced into one write (one ASGI send per batch,
 not per token). While the run is silent (queued, slow upstream) a ``: ping`` comment goes out
@@ -8,39 +9,56 @@ is cancelled when the client goes away.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
 import trio
 
-from gateway.agents.events import Finish, RunEvent, RunFailed, Usage
+from gateway.agents.events import RunEvent
 from gateway.http.exchange import Exchange
-from gateway.sse import DONE, PING, ChunkEncoder
+from gateway.sse import PING
 
 # At most this many queued events go into one write, so one write stays small.
 _MAX_BATCH = 256
 
 
+class StreamEncoder(Protocol):
+    """One stream's encoding: ``head`` opens it, ``encode`` each event, ``tail`` when the
+    channel ended; ``finished`` once the stream's last event has been encoded."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def head(self) -> bytes: ...
+
+    def encode(self, event: RunEvent) -> bytes: ...
+
+    def tail(self) -> bytes: ...
+
+
 class SSEBody:
-    """Streams ``receive`` as chat completion chunks: ``write_to`` an exchange whose response
-    has started, or iterate it (each item one write; the last one ends the stream).
+    """Streams ``receive`` through ``encoder``: ``write_to`` an exchange whose response has
+    started, or iterate it (each item one write; the last one ends the stream).
 
     ``first`` is an event already taken from the channel (the one the headers waited for).
+    ``before_end`` is awaited once, before the write that finishes the stream (a stored response
+    is committed before the client hears it is complete).
     """
 
     def __init__(
         self,
-        encoder: ChunkEncoder,
+        encoder: StreamEncoder,
         receive: trio.MemoryReceiveChannel[RunEvent],
         *,
         first: RunEvent | None,
-        include_usage: bool,
         heartbeat: float,
+        before_end: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._encoder = encoder
         self._receive = receive
         self._pending: list[RunEvent] = [first] if first is not None else []
-        self._include_usage = include_usage
         self._heartbeat = heartbeat
-        self._usage: Usage | None = None
-        self._failed = False
+        self._before_end = before_end
         self._started = False
         self._done = False
 
@@ -61,9 +79,10 @@ class SSEBody:
         if self._done:
             raise StopAsyncIteration
         out: list[bytes] = []
+        encoder = self._encoder
         if not self._started:
             self._started = True
-            out.append(self._encoder.role())
+            out.append(encoder.head())
         events = self._pending
         self._pending = []
         closed = self._drain(events)
@@ -78,10 +97,13 @@ class SSEBody:
             if not closed:
                 closed = self._drain(events)
         for event in events:
-            out.append(self._encode(event))
+            out.append(encoder.encode(event))
         if closed:
-            out.append(self._tail())
+            out.append(encoder.tail())
             self._done = True
+        if encoder.finished and self._before_end is not None:
+            before_end, self._before_end = self._before_end, None
+            await before_end()
         return b"".join(out)
 
     def _drain(self, events: list[RunEvent]) -> bool:
@@ -95,20 +117,3 @@ class SSEBody:
             except trio.EndOfChannel:
                 return True
         return False
-
-    def _encode(self, event: RunEvent) -> bytes:
-        kind = type(event)
-        if kind is Usage:
-            self._usage = event  # type: ignore[assignment]
-            return b""
-        if kind is RunFailed:
-            self._failed = True
-        elif kind is Finish and self._failed:
-            return b""
-        return self._encoder.encode(event)
-
-    def _tail(self) -> bytes:
-        if self._include_usage and not self._failed:
-            usage = self._usage or Usage(0, 0)
-            return self._encoder.usage(usage) + DONE
-        return DONE

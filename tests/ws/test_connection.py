@@ -12,7 +12,7 @@ from gateway.sessions.admission import LocalAdmission
 from gateway.ws.connection import Connection, only_cancelled
 from gateway.ws.server import WebSocketGateway
 from tests.harness import TOKEN, settings_from
-from tests.memory_store import MemoryStore
+from tests.memory_store import MemoryResponses, MemoryStore
 from tests.ws.test_health import assert_health_shape
 from tests.ws.wsclient import connect_params
 
@@ -69,7 +69,12 @@ class FakeWebsocket:
 
 
 def gateway() -> WebSocketGateway:
-    return create_app(settings_from(), transcripts=MemoryStore(), admission=LocalAdmission(4)).ws
+    return create_app(
+        settings_from(),
+        transcripts=MemoryStore(),
+        admission=LocalAdmission(4),
+        responses=MemoryResponses(),
+    ).ws
 
 
 def connect(token: str = TOKEN) -> str:

@@ -23,6 +23,7 @@ from gateway.ws.health import (
 )
 from gateway.ws.protocol import Request
 from tests.harness import settings_from
+from tests.memory_store import MemoryResponses
 from tests.ws.test_hub import FakePeer
 
 AGENTS = AgentsSettings(agents=(AgentSettings(id="main"), AgentSettings(id="ops", name="Ops")))
@@ -153,7 +154,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteTranscripts]:
 
 async def test_health_and_status_methods_report_the_store(store: SQLiteTranscripts) -> None:
     settings = settings_from({"agents": {"list": [{"id": "main"}, {"id": "ops"}]}})
-    handlers = create_app(settings, transcripts=store, admission=LocalAdmission(4)).ws.handlers
+    gateway = create_app(
+        settings, transcripts=store, admission=LocalAdmission(4), responses=MemoryResponses()
+    )
+    handlers = gateway.ws.handlers
     for key, agent in [("agent:main:a", "main"), ("agent:main:b", "main"), ("agent:ops:c", "ops")]:
         await store.append_turn(key, agent, "r", [{"role": "user", "content": "hi"}], "complete")
 
@@ -181,7 +185,7 @@ async def test_health_and_status_methods_report_the_store(store: SQLiteTranscrip
 
 async def test_snapshot_survives_a_failing_store(store: SQLiteTranscripts) -> None:
     handlers = create_app(
-        settings_from(), transcripts=store, admission=LocalAdmission(4)
+        settings_from(), transcripts=store, admission=LocalAdmission(4), responses=MemoryResponses()
     ).ws.handlers
     await store.aclose()  # every read now fails
     snapshot = await handlers.health_snapshot()

@@ -1,0 +1,152 @@
+"""The stored-response tables: blocking SQL, run in a worker thread inside a transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection
+from typing import Any
+
+from gateway.sessions.responses import MAX_CHAIN, ItemsPage, Order, StoredResponse
+
+VERSION = 1
+SCHEMA = (
+    """
+    CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_key TEXT,
+        previous_id TEXT,
+        body TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX responses_by_expiry ON responses (expires_at)",
+    """
+    CREATE TABLE response_items (
+        response_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('input', 'output')),
+        position INTEGER NOT NULL,
+        item_id TEXT,
+        body TEXT NOT NULL,
+        PRIMARY KEY (response_id, kind, position)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX response_items_by_id ON response_items (item_id)",
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def put(stored: StoredResponse, expires_at: int, db: sqlite3.Connection) -> None:
+    delete(stored.id, db)
+    db.execute(
+        "INSERT INTO responses (id, created_at, expires_at, agent_id, session_key, previous_id,"
+        " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            stored.id, stored.created_at, expires_at, stored.agent_id, stored.session_key,
+            stored.previous_response_id, _dumps(stored.response),
+        ),
+    )  # fmt: skip
+    rows = [
+        (stored.id, kind, position, item.get("id"), _dumps(item))
+        for kind, items in (("input", stored.input_items), ("output", stored.response["output"]))
+        for position, item in enumerate(items)
+    ]
+    db.executemany(
+        "INSERT INTO response_items (response_id, kind, position, item_id, body)"
+        " VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def get(response_id: str, db: sqlite3.Connection) -> StoredResponse | None:
+    row = db.execute(
+        "SELECT id, created_at, agent_id, session_key, previous_id, body FROM responses"
+        " WHERE id = ?",
+        (response_id,),
+    ).fetchone()
+    return None if row is None else _stored(row, _inputs(db, response_id))
+
+
+def chain(response_id: str, db: sqlite3.Connection) -> list[StoredResponse] | None:
+    rows = db.execute(
+        """
+        WITH RECURSIVE ancestry(id, depth) AS (
+            SELECT id, 0 FROM responses WHERE id = ?
+            UNION ALL
+            SELECT r.previous_id, a.depth + 1 FROM ancestry AS a
+            JOIN responses AS r ON r.id = a.id
+            WHERE r.previous_id IS NOT NULL AND a.depth < ?
+        )
+        SELECT r.id, r.created_at, r.agent_id, r.session_key, r.previous_id, r.body
+        FROM ancestry AS a JOIN responses AS r ON r.id = a.id
+        ORDER BY a.depth DESC
+        """,
+        (response_id, MAX_CHAIN),
+    ).fetchall()
+    if not rows or rows[-1][0] != response_id:
+        return None
+    return [_stored(row, _inputs(db, row[0])) for row in rows]
+
+
+def find_items(item_ids: Collection[str], db: sqlite3.Connection) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for item_id in item_ids:
+        row = db.execute(
+            "SELECT i.body FROM response_items AS i JOIN responses AS r ON r.id = i.response_id"
+            " WHERE i.item_id = ? ORDER BY r.created_at DESC, i.kind DESC LIMIT 1",
+            (item_id,),
+        ).fetchone()
+        if row is not None:
+            found[item_id] = json.loads(row[0])
+    return found
+
+
+def input_items(
+    response_id: str, limit: int, after: str | None, order: Order, db: sqlite3.Connection
+) -> ItemsPage | None:
+    if db.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,)).fetchone() is None:
+        return None
+    items = _inputs(db, response_id)
+    if order == "desc":
+        items.reverse()
+    start = 0
+    if after is not None:
+        positions = [i for i, item in enumerate(items) if item.get("id") == after]
+        if not positions:
+            raise ValueError(after)
+        start = positions[0] + 1
+    page = items[start : start + limit]
+    return ItemsPage(page, start + limit < len(items))
+
+
+def delete(response_id: str, db: sqlite3.Connection) -> bool:
+    db.execute("DELETE FROM response_items WHERE response_id = ?", (response_id,))
+    return db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+
+
+def prune(now: int, db: sqlite3.Connection) -> int:
+    expired = [
+        row[0] for row in db.execute("SELECT id FROM responses WHERE expires_at <= ?", (now,))
+    ]
+    for response_id in expired:
+        delete(response_id, db)
+    return len(expired)
+
+
+def _inputs(db: sqlite3.Connection, response_id: str) -> list[Any]:
+    rows = db.execute(
+        "SELECT body FROM response_items WHERE response_id = ? AND kind = 'input'"
+        " ORDER BY position",
+        (response_id,),
+    )
+    return [json.loads(body) for (body,) in rows]
+
+
+def _stored(row: tuple[Any, ...], inputs: list[Any]) -> StoredResponse:
+    response_id, created_at, agent_id, session_key, previous_id, body = row
+    return StoredResponse(
+        response_id, created_at, agent_id, session_key, previous_id, json.loads(body), inputs
+    )
