@@ -261,7 +261,8 @@ class ResponseStream:
             out += self._close_call(open_status)
         self.status = status
         self._finished = True
-        return out + self._event(event_type, {"response": self.response()}) + DONE
+        end = self._event(event_type, {"response": self.response()})
+        return b"" if self._silent else out + end + DONE
 
     def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
         seq = self._seq
