@@ -64,5 +64,7 @@ def resolve_session(
             )
         return SessionTarget(key, stateful=True)
     if user:
+        if "\x00" in user:
+            raise InvalidRequest("`user` must not contain NUL characters.", param="user")
         return SessionTarget(f"agent:{agent_id}:{surface}-user:{user}".lower(), stateful=True)
     return SessionTarget(f"agent:{agent_id}:{surface}:{uuid.uuid4()}", stateful=False)

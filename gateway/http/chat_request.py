@@ -145,15 +145,18 @@ def _message(raw: Any, where: str, images: ImageBudget) -> ChatMessage:
         )
     name = raw.get("name")
     if name is not None:
-        if not isinstance(name, str):
-            raise _fail(f"`{where}.name` must be a string.", "messages")
+        if not isinstance(name, str) or "\x00" in name:
+            raise _fail(f"`{where}.name` must be a string without NUL characters.", "messages")
         message["name"] = name
     if role == "assistant" and raw.get("tool_calls") is not None:
         message["tool_calls"] = _tool_calls(raw["tool_calls"], f"{where}.tool_calls")
     if role == "tool":
         call_id = raw.get("tool_call_id")
-        if not isinstance(call_id, str) or not call_id:
-            raise _fail(f"`{where}.tool_call_id` must be a non-empty string.", "messages")
+        if not isinstance(call_id, str) or not call_id or "\x00" in call_id:
+            raise _fail(
+                f"`{where}.tool_call_id` must be a non-empty string without NUL characters.",
+                "messages",
+            )
         message["tool_call_id"] = call_id
     if content is None and role != "assistant":
         raise _fail(f"`{where}.content` is required for role {role!r}.", "messages")

@@ -221,8 +221,8 @@ def _item_id(raw: JSONObject, where: str, prefix: str) -> str:
 
 def _string(raw: JSONObject, key: str, where: str) -> str:
     value = raw.get(key)
-    if not isinstance(value, str) or not value:
-        raise _fail(f"`{where}.{key}` must be a non-empty string.", "input")
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise _fail(f"`{where}.{key}` must be a non-empty string without NUL characters.", "input")
     return value
 
 

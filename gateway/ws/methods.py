@@ -128,6 +128,8 @@ class Params:
         if not isinstance(value, str):
             raise self._error(name, "must be a string")
         value = value.strip()
+        if "\x00" in value:
+            raise self._error(name, "must not contain NUL characters")
         if len(value) > max_length:
             raise self._error(name, f"must be at most {max_length} characters")
         if not value:

@@ -242,8 +242,17 @@ async def test_invalid_json(nursery: trio.Nursery) -> None:
         ),
         (
             {"messages": [{"role": "tool", "content": "42"}]},
-            "`messages[0].tool_call_id` must be a non-empty string.",
+            "`messages[0].tool_call_id` must be a non-empty string without NUL characters.",
         ),
+        (
+            {"messages": [{"role": "tool", "tool_call_id": "a\x00b", "content": "42"}]},
+            "`messages[0].tool_call_id` must be a non-empty string without NUL characters.",
+        ),
+        (
+            {"messages": [{"role": "user", "name": "a\x00", "content": "hi"}]},
+            "`messages[0].name` must be a string without NUL characters.",
+        ),
+        ({"messages": USER, "user": "a\x00b"}, "`user` must not contain NUL characters."),
     ],
 )
 async def test_invalid_content(nursery: trio.Nursery, body: Any, message: str) -> None:
