@@ -6,12 +6,16 @@ Items, as this gateway stores and echoes them::
      "content": [{"type": "input_text", "text"} | {"type": "input_image", "image_url"}
                  | {"type": "output_text", "text", "annotations": []}], "status": "completed"}
     {"type": "function_call", "id": "fc_…", "call_id", "name", "arguments", "status"}
-    {"type": "function_call_output", "id": "fco_…", "call_id", "output"}
+    {"type": "function_call_output", "id": "fco_…", "call_id",
+     "output": "…" | [{"type": "input_text", "text"} | {"type": "input_image", "image_url"}, ...]}
     {"type": "reasoning", "id": "rs_…", ...}     kept for the echo, never sent to a model
 
 A run speaks OpenAI chat messages (``gateway.types.ChatMessage``): ``to_messages`` turns items into
 them (system and developer text apart, function calls into an assistant message's ``tool_calls``,
-outputs into ``tool`` messages); ``output_items`` turns a run's reply back into items.
+outputs into ``tool`` messages); ``output_items`` turns a run's reply back into items. A chat
+``tool`` message carries text only, so the images of function outputs follow the outputs in one
+``user`` message (after the last of a run of outputs: an assistant's calls must be answered by
+tool messages before anything else).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from dataclasses import dataclass
 
 from gateway.agents.reply import Reply
 from gateway.types import ChatMessage, JSONObject, ToolCall
+
+# The text of a tool message whose function output is images only (they follow it).
+IMAGE_OUTPUT = "(The output is an image, given in the next message.)"
 
 
 def new_id(prefix: str) -> str:
@@ -40,8 +47,12 @@ def to_messages(items: Iterable[JSONObject]) -> Conversation:
     """The chat messages of ``items`` (``item_reference`` items must be resolved first)."""
     system: list[str] = []
     messages: list[ChatMessage] = []
+    images: list[JSONObject] = []  # of the latest run of function outputs, labelled
     for item in items:
         kind = item.get("type")
+        if images and kind in ("message", "function_call"):
+            messages.append(_images_message(images))
+            images = []
         if kind == "message":
             role = item["role"]
             if role in ("system", "developer"):
@@ -66,9 +77,16 @@ def to_messages(items: Iterable[JSONObject]) -> Conversation:
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
-            messages.append(
-                {"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]}
-            )
+            output = item["output"]
+            content = output
+            if not isinstance(output, str):
+                content = _text(output) or IMAGE_OUTPUT
+                label = f"Image output of tool call {item['call_id']}:"
+                images.append({"type": "input_text", "text": label})
+                images.extend(part for part in output if part["type"] == "input_image")
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
+    if images:
+        messages.append(_images_message(images))
     return Conversation("\n\n".join(system) or None, messages)
 
 
@@ -136,6 +154,10 @@ def function_call_item(
 
 def _text(content: list[JSONObject]) -> str:
     return "".join(part.get("text", "") for part in content if "text" in part)
+
+
+def _images_message(parts: list[JSONObject]) -> ChatMessage:
+    return {"role": "user", "content": _user_content(parts)}
 
 
 def _user_content(content: list[JSONObject]) -> str | list[JSONObject]:

@@ -128,7 +128,7 @@ def _item(raw: Any, where: str, images: ImageBudget) -> JSONObject:
             "type": "function_call_output",
             "id": _item_id(raw, where, "fco"),
             "call_id": call_id,
-            "output": _output(raw.get("output"), where),
+            "output": _output(raw.get("output"), where, images),
         }
     if kind == "reasoning":
         return {**raw, "id": _item_id(raw, where, "rs")}
@@ -196,18 +196,17 @@ def _part(raw: Any, where: str, images: ImageBudget) -> JSONObject:
     )
 
 
-def _output(raw: Any, where: str) -> str:
-    """A function call's output: a string, or text parts (joined)."""
+def _output(raw: Any, where: str, images: ImageBudget) -> str | list[JSONObject]:
+    """A function call's output: a string; content parts of text only are joined into one,
+    parts with an image stay parts (a client's tool can return one: Codex's ``view_image``)."""
     if isinstance(raw, str):
         return raw
     if isinstance(raw, list):
-        texts = []
-        for part in raw:
-            if not isinstance(part, dict) or not isinstance(part.get("text"), str):
-                raise _fail(f"`{where}.output` parts must be text parts.", "input")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise _fail(f"`{where}.output` must be a string.", "input")
+        parts = [_part(part, f"{where}.output[{j}]", images) for j, part in enumerate(raw)]
+        if any(part["type"] == "input_image" for part in parts):
+            return parts
+        return "".join(part["text"] for part in parts)
+    raise _fail(f"`{where}.output` must be a string or an array of content parts.", "input")
 
 
 def _item_id(raw: JSONObject, where: str, prefix: str) -> str:
