@@ -23,6 +23,7 @@ from gateway.asgi import TRIO_REQUIRED, GatewayASGI
 from gateway.auth import Authenticator
 from gateway.config import ConfigError, load_settings
 from gateway.cors import CorsPolicy
+from gateway.errors import CannotStart
 from gateway.http.common import AuthGuard
 from gateway.http.direct import DirectRoutes
 from gateway.http.routes import Routes, register_routes
@@ -35,9 +36,7 @@ from gateway.providers.registry import ProviderRegistry
 from gateway.sessions.admission import Admission
 from gateway.sessions.base import TranscriptStore
 from gateway.sessions.responses import ResponseStore
-from gateway.sessions.sqlite import SQLiteTranscripts
-from gateway.sessions.sqlite_responses import SQLiteResponses
-from gateway.sessions.state_admission import StateAdmission
+from gateway.sessions.stores import open_stores
 from gateway.settings import Settings
 from gateway.ws import WebSocketGateway, hypercorn_stream
 
@@ -139,16 +138,9 @@ def create_app(
     admission is then shared from the start, see ``gateway.sessions.state_admission``)."""
     if providers is None:
         providers = ProviderRegistry.from_settings(settings.providers)
-    if transcripts is None:
-        transcripts = SQLiteTranscripts(settings.gateway_dir)
-    if responses is None:
-        responses = SQLiteResponses(settings.gateway_dir)
-    if admission is None:
-        max_concurrent = settings.agents.defaults.max_concurrent
-        shared = shared or settings.gateway.store.shared
-        admission = StateAdmission(
-            settings.gateway_dir, max_concurrent=max_concurrent, shared=shared
-        )
+    stores = open_stores(
+        settings, shared=shared, transcripts=transcripts, responses=responses, admission=admission
+    )
     hypercorn_stream.install()  # close frames on WebSocket protocol errors (RFC 6455)
     quart = QuartTrio("gateway")
     http = settings.gateway.http
@@ -157,7 +149,9 @@ def create_app(
     quart.config["MAX_CONTENT_LENGTH"] = http.chat_completions.max_body_bytes
     quart.config["BODY_TIMEOUT"] = max(1, int(http.body_timeout_seconds))
     metrics = Metrics() if http.metrics.enabled else None
-    runtime = AgentRuntime(settings.agents, providers, transcripts, admission, observer=metrics)
+    runtime = AgentRuntime(
+        settings.agents, providers, stores.transcripts, stores.admission, observer=metrics
+    )
     guard = AuthGuard(Authenticator(settings.gateway.auth))
     # The WebSocket protocol on every path HTTP routes leave free; runs it detaches live in
     # the app's nursery (which exists while serving).
@@ -165,17 +159,23 @@ def create_app(
     grace = settings.gateway.shutdown_grace_seconds
     # By default the timing of ``gateway serve`` (whose Hypercorn waits grace + 1 s).
     lifecycle = Lifecycle(stop=_unset_stop, timing=StopTiming.for_serve(grace, grace + 1))
-    stores = (transcripts, admission, responses)
-
-    async def stores_ok() -> bool:
-        return all([await store.ping() for store in stores])
-
     direct = DirectRoutes(guard)
     housekeeping = Background()
     routes = register_routes(
-        quart, direct, settings, runtime, responses, lambda: lifecycle.ready, stores_ok, metrics
+        quart,
+        direct,
+        settings,
+        runtime,
+        stores.responses,
+        lambda: lifecycle.ready,
+        stores.ping,
+        metrics,
     )
     ws.register(quart)
+    if stores.relay is not None and stores.connect_relay is not None:
+        # Session events reach the WebSocket followers on every host.
+        ws.hub.relay = stores.relay
+        stores.connect_relay(ws.hub.deliver_remote)
     asgi = GatewayASGI(
         quart, direct=direct, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins)
     )
@@ -186,9 +186,14 @@ def create_app(
 
     @quart.before_serving
     async def startup() -> None:
-        # Admission's background work (other processes' releases and kills) and the shutdown
-        # watchers live in the app's lifespan.
-        await quart.nursery.start(admission.serve)
+        # The stores' background work (other processes' releases and kills, the database
+        # listener) and the shutdown watchers live in the app's lifespan.
+        try:
+            await quart.nursery.start(housekeeping.serve, stores.serve)
+        except* CannotStart as refused:
+            problem = str(refused.exceptions[0])
+            print(f"gateway: cannot start: {problem}", file=sys.stderr, flush=True)
+            raise RuntimeError(problem) from None
         await quart.nursery.start(lifecycle.serve)
         await quart.nursery.start(housekeeping.serve, routes.responses.serve_pruning)
         lifecycle.ready = True
@@ -198,9 +203,7 @@ def create_app(
         lifecycle.close()
         housekeeping.close()
         await providers.aclose()
-        await admission.aclose()
-        await transcripts.aclose()
-        await responses.aclose()
+        await stores.aclose()
 
     return gateway
 

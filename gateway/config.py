@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 import json5
 
@@ -179,18 +180,28 @@ def _gateway(node: Reader, env: Mapping[str, str]) -> GatewaySettings:
                 "detachRunsOnClose", _GATEWAY.ws.detach_runs_on_close
             ),
         ),
-        store=StoreSettings(shared=node.child("store").boolean("shared", _GATEWAY.store.shared)),
+        store=_store(node.child("store"), env),
         shutdown_grace_seconds=node.number(
             "shutdownGraceSeconds", _GATEWAY.shutdown_grace_seconds, minimum=0
         ),
     )
     node.child("ws").allow("detachRunsOnClose")
-    node.child("store").allow("shared")
+    node.child("store").allow("shared", "url")
     if settings.auth.mode == "none" and settings.bind_host not in _LOOPBACK_HOSTS:
         node.fail(
             "auth.mode", f'"none" is refused when binding beyond loopback ({settings.bind_host})'
         )
     return settings
+
+
+def _store(node: Reader, env: Mapping[str, str]) -> StoreSettings:
+    """``gateway.store``; ``GATEWAY_STORE_URL`` wins over ``url``. The URL is checked for its
+    scheme only (libpq reads the rest) and never quoted back: it may hold a password."""
+    url = env.get("GATEWAY_STORE_URL") or node.string("url", None) or None
+    if url is not None and urlsplit(url).scheme not in ("postgresql", "postgres"):
+        source = " (from GATEWAY_STORE_URL)" if env.get("GATEWAY_STORE_URL") else ""
+        node.fail("url", f"expected a postgresql:// URL{source}")
+    return StoreSettings(shared=node.boolean("shared", _GATEWAY.store.shared), url=url)
 
 
 def _auth(node: Reader, env: Mapping[str, str]) -> AuthSettings:

@@ -22,6 +22,11 @@ def error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+class CannotStart(RuntimeError):
+    """The gateway must not serve (a newer database schema, a state directory served by another
+    process alone): its message says why, and the startup fails with it."""
+
+
 class GatewayError(Exception):
     """An error the client should see, with its HTTP status and OpenAI error fields."""
 

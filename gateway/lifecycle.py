@@ -154,7 +154,8 @@ class Background:
     app's nursery with ``serve``, stopped at once by ``close`` when serving ends."""
 
     def __init__(self) -> None:
-        self._scope = trio.CancelScope()
+        self._scopes: list[trio.CancelScope] = []
+        self._closed = False
 
     async def serve(
         self,
@@ -163,8 +164,14 @@ class Background:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run ``work(task_status=...)`` until ``close``."""
-        with self._scope:
+        scope = trio.CancelScope()
+        if self._closed:
+            scope.cancel()
+        self._scopes.append(scope)
+        with scope:
             await work(task_status=task_status)
 
     def close(self) -> None:
-        self._scope.cancel()
+        self._closed = True
+        for scope in self._scopes:
+            scope.cancel()

@@ -87,9 +87,12 @@ class WsSettings:
 class StoreSettings:
     """Where sessions live. ``shared``: several independently started gateway processes serve
     this state directory (the workers of one ``gateway serve --workers N`` or
-    ``hypercorn -w N`` are known to share it without this)."""
+    ``hypercorn -w N`` are known to share it without this). ``url``: a PostgreSQL database
+    instead of the state directory (never printed: it may hold a password)."""
 
     shared: bool = False
+    # A PostgreSQL URL: sessions, stored responses and admission shared by several hosts.
+    url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

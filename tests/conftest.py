@@ -13,9 +13,12 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import Cluster, throwaway_cluster
 
 MARK = "GATEWAY_TEST_SESSION"
 # Processes get this long after the last test to finish exiting (an orphaned worker stops
@@ -75,3 +78,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One PostgreSQL cluster for the session (``tests.postgres``); skipped without binaries."""
+    with throwaway_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(postgres: Cluster) -> str:
+    """A fresh database in the session's cluster."""
+    return postgres.database()

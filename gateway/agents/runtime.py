@@ -136,6 +136,12 @@ class AgentRuntime:
                             run.id, run.request.send_timeout,
                         )  # fmt: skip
                         run.abort_reason = run.abort_reason or AbortReason.STALLED
+                    except GatewayError as error:
+                        # A dependency refused in a way the client should hear about (the
+                        # shared store is unreachable: 503 with Retry-After).
+                        logger.warning("run %s: %s", run.id, error.message)
+                        internal = error
+                        reply.add(RunFailed(error))
                     except Exception:
                         # A bug must not take the request (or the connection) down with it:
                         # the client gets an OpenAI-shaped 500, the details stay in the log.

@@ -1,12 +1,13 @@
-"""The stored-response tables: blocking SQL, run in a worker thread inside a transaction."""
+"""The SQLite stored-response tables: blocking SQL, run in a worker thread inside a transaction.
+Rows and pages are ``gateway.sessions._response_rows``'s, shared with the PostgreSQL store."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection
 from typing import Any
 
+from gateway.sessions import _response_rows as rows
 from gateway.sessions.responses import MAX_CHAIN, ItemsPage, Order, StoredResponse
 
 VERSION = 1
@@ -36,42 +37,31 @@ SCHEMA = (
     "CREATE INDEX response_items_by_id ON response_items (item_id)",
 )
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
 
 def put(stored: StoredResponse, expires_at: int, db: sqlite3.Connection) -> None:
     delete(stored.id, db)
     db.execute(
         "INSERT INTO responses (id, created_at, expires_at, agent_id, session_key, previous_id,"
         " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            stored.id, stored.created_at, expires_at, stored.agent_id, stored.session_key,
-            stored.previous_response_id, _dumps(stored.response),
-        ),
-    )  # fmt: skip
-    rows = [
-        (stored.id, kind, position, item.get("id"), _dumps(item))
-        for kind, items in (("input", stored.input_items), ("output", stored.response["output"]))
-        for position, item in enumerate(items)
-    ]
+        rows.response_row(stored, expires_at),
+    )
     db.executemany(
         "INSERT INTO response_items (response_id, kind, position, item_id, body)"
         " VALUES (?, ?, ?, ?, ?)",
-        rows,
+        rows.item_rows(stored),
     )
 
 
 def get(response_id: str, db: sqlite3.Connection) -> StoredResponse | None:
     row = db.execute(
-        "SELECT id, created_at, agent_id, session_key, previous_id, body FROM responses"
-        " WHERE id = ?",
+        f"SELECT {rows.RESPONSE_COLUMNS} FROM responses WHERE id = ?",
         (response_id,),
     ).fetchone()
-    return None if row is None else _stored(row, _inputs(db, response_id))
+    return None if row is None else rows.stored(row, _inputs(db, response_id))
 
 
 def chain(response_id: str, db: sqlite3.Connection) -> list[StoredResponse] | None:
-    rows = db.execute(
+    found = db.execute(
         """
         WITH RECURSIVE ancestry(id, depth) AS (
             SELECT id, 0 FROM responses WHERE id = ?
@@ -86,9 +76,9 @@ def chain(response_id: str, db: sqlite3.Connection) -> list[StoredResponse] | No
         """,
         (response_id, MAX_CHAIN),
     ).fetchall()
-    if not rows or rows[-1][0] != response_id:
+    if not found or found[-1][0] != response_id:
         return None
-    return [_stored(row, _inputs(db, row[0])) for row in rows]
+    return [rows.stored(row, _inputs(db, row[0])) for row in found]
 
 
 def find_items(item_ids: Collection[str], db: sqlite3.Connection) -> dict[str, Any]:
@@ -100,7 +90,7 @@ def find_items(item_ids: Collection[str], db: sqlite3.Connection) -> dict[str, A
             (item_id,),
         ).fetchone()
         if row is not None:
-            found[item_id] = json.loads(row[0])
+            found[item_id] = rows.loads(row[0])
     return found
 
 
@@ -109,17 +99,7 @@ def input_items(
 ) -> ItemsPage | None:
     if db.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,)).fetchone() is None:
         return None
-    items = _inputs(db, response_id)
-    if order == "desc":
-        items.reverse()
-    start = 0
-    if after is not None:
-        positions = [i for i, item in enumerate(items) if item.get("id") == after]
-        if not positions:
-            raise ValueError(after)
-        start = positions[0] + 1
-    page = items[start : start + limit]
-    return ItemsPage(page, start + limit < len(items))
+    return rows.items_page(_inputs(db, response_id), limit, after, order)
 
 
 def delete(response_id: str, db: sqlite3.Connection) -> bool:
@@ -137,16 +117,9 @@ def prune(now: int, db: sqlite3.Connection) -> int:
 
 
 def _inputs(db: sqlite3.Connection, response_id: str) -> list[Any]:
-    rows = db.execute(
+    found = db.execute(
         "SELECT body FROM response_items WHERE response_id = ? AND kind = 'input'"
         " ORDER BY position",
         (response_id,),
     )
-    return [json.loads(body) for (body,) in rows]
-
-
-def _stored(row: tuple[Any, ...], inputs: list[Any]) -> StoredResponse:
-    response_id, created_at, agent_id, session_key, previous_id, body = row
-    return StoredResponse(
-        response_id, created_at, agent_id, session_key, previous_id, json.loads(body), inputs
-    )
+    return [rows.loads(body) for (body,) in found]

@@ -4,7 +4,8 @@
 Every process (Hypercorn worker) opens its own store on the same directory; SQLite serialises
 their writes. The file is created on first use; ``aclose`` closes it.
 
-What the transcript keeps and what ``context`` sends the model:
+What the transcript keeps and what ``context`` sends the model (shared with the PostgreSQL
+store, ``gateway.sessions._transcript_rows``):
 - every turn is stored with its status; ``history`` shows everything;
 - ``context`` leaves out ``error`` turns entirely (the client got an error and will retry; the
   retry carries the same new messages), keeps ``aborted`` turns (the user saw that partial
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import trio
 
-from gateway.sessions import _transcripts
+from gateway.sessions import _transcript_rows, _transcripts
 from gateway.sessions._db import Database
 from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
 from gateway.types import ChatMessage, UsageDict
@@ -100,8 +101,7 @@ class SQLiteTranscripts:
         returns once it is committed and fsynced. Cancellation is only honoured before the
         write is queued; after that the call waits for the commit. A cancelled run recording
         its turn must shield the call. An empty ``messages`` writes nothing."""
-        if status not in _transcripts.STATUSES:
-            raise ValueError(f"invalid turn status {status!r}")
+        _transcript_rows.check_turn(status)
         if not messages:
             return
         await self.open()
@@ -113,8 +113,7 @@ class SQLiteTranscripts:
         messages (all when ``None``), never starting with tool results whose assistant
         ``tool_calls`` message was cut off. See the module docstring for which turns count.
         An unknown key gives ``[]``."""
-        if limit is not None and limit < 0:
-            raise ValueError("limit must not be negative")
+        _transcript_rows.check_context_limit(limit)
         await self.open()
         return await self._transcripts.read(partial(_transcripts.context, key, limit))
 
@@ -122,9 +121,7 @@ class SQLiteTranscripts:
         """Up to ``limit`` messages oldest first, after ``cursor`` (from a previous page's
         ``next_cursor``; ``None`` for the first page). ``None`` if the session does not exist.
         ``ValueError`` for a ``limit`` below 1 or a cursor this store did not make."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        _transcripts.decode_cursor(cursor)
+        _transcript_rows.check_history(limit, cursor)
         await self.open()
         return await self._transcripts.read(partial(_transcripts.history, key, limit, cursor))
 

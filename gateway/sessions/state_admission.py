@@ -27,6 +27,7 @@ from pathlib import Path
 
 import trio
 
+from gateway.errors import CannotStart
 from gateway.sessions.admission import Admission, AdmissionStatistics, LocalAdmission, OnKill
 from gateway.sessions.shared_admission import SharedAdmission
 
@@ -39,7 +40,7 @@ _LOCK_POLL = 0.1
 LONE_WAIT = 15.0
 
 
-class StateDirectoryBusy(RuntimeError):
+class StateDirectoryBusy(CannotStart):
     """Another gateway process serves the state directory alone (in-process admission)."""
 
 

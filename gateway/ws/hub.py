@@ -9,13 +9,14 @@ Worker processes share nothing, so a client sees the runs of the process it is c
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
 
 from gateway.agents.run import Run
+from gateway.types import JSONObject
 from gateway.ws.outbox import Outbox
 from gateway.ws.run_events import FinalAnswer, OutEvent, RunStatus, RunTranslator
 
@@ -73,6 +74,8 @@ class Hub:
         self._in_flight: dict[str, RunTicket] = {}
         self._finished: OrderedDict[str, FinishedRun] = OrderedDict()
         self._max_cached = max_cached_runs
+        # Where this host's session events also go (the other hosts, over the store).
+        self.relay: Callable[[str, list[JSONObject]], None] | None = None
 
     # Connections and subscriptions
 
@@ -120,6 +123,25 @@ class Hub:
         for peer in receivers:
             for event in events:
                 peer.outbox.post_event(event.event, event.payload, essential=event.essential)
+        if self.relay is not None:
+            self.relay(
+                ticket.session_key,
+                [
+                    {"event": e.event, "payload": e.payload, "essential": e.essential}
+                    for e in events
+                ],
+            )
+
+    def deliver_remote(self, session_key: str, events: list[JSONObject]) -> None:
+        """Events of a run on another host: queued for this host's followers of the session."""
+        followers = self._followers.get(session_key)
+        if not followers:
+            return
+        for peer in list(followers):
+            for event in events:
+                name, payload = event.get("event"), event.get("payload")
+                if name in ("agent", "chat") and isinstance(payload, dict):
+                    peer.outbox.post_event(name, payload, essential=bool(event.get("essential")))
 
     # Runs
 

@@ -11,6 +11,7 @@ from gateway.sessions.admission import Admission
 from gateway.sessions.lanes import LaneTicket
 from gateway.sessions.shared_admission import SharedAdmission
 from gateway.sessions.sqlite import SQLiteTranscripts
+from tests.sessions.backends import NAMES, Backend
 
 SharedFactory = Callable[..., Awaitable[SharedAdmission]]
 
@@ -59,6 +60,14 @@ async def open_shared(tmp_path: Path) -> AsyncIterator[SharedFactory]:
 async def store(open_shared: SharedFactory) -> SharedAdmission:
     """One serving shared admission (the lanes tests' store)."""
     return await open_shared()
+
+
+@pytest.fixture(params=NAMES)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each store implementation in turn (the contract tests): SQLite in ``tmp_path``, then
+    PostgreSQL in a fresh database (skipped without PostgreSQL)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    return Backend(request.param, tmp_path, url)
 
 
 @pytest.fixture

@@ -1,25 +1,24 @@
 """The response store contract (``gateway.sessions.responses``), run against every
-implementation: put/get, chains and branches, item lookup, input item pages, delete, prune."""
+implementation (``tests.sessions.backends``): put/get, chains and branches, item lookup, input
+item pages, delete, prune, and several stores (processes, hosts) on the same data."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from gateway.sessions.responses import ResponseStore, StoredResponse
-from gateway.sessions.sqlite_responses import SQLiteResponses
+from gateway.sessions.responses import MAX_CHAIN, ResponseStore, StoredResponse
+from tests.sessions.backends import Backend
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ResponseStore]:
-    implementation = SQLiteResponses(tmp_path)
-    yield implementation
-    await implementation.aclose()
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[ResponseStore]:
+    async with backend.open_responses() as responses:
+        yield responses
 
 
 def stored(
@@ -109,15 +108,38 @@ async def test_prune_and_replace(store: ResponseStore) -> None:
     assert await store.ping() is True
 
 
-async def test_survives_reopening(tmp_path: Path) -> None:
-    first = SQLiteResponses(tmp_path)
-    await first.put(stored("kept"), expires_at=10**10)
-    await first.aclose()
-    second = SQLiteResponses(tmp_path)
-    try:
+async def test_survives_reopening(backend: Backend) -> None:
+    async with backend.open_responses() as first:
+        await first.put(stored("kept"), expires_at=10**10)
+    async with backend.open_responses() as second:
         assert (await second.get("kept")) is not None
-    finally:
-        await second.aclose()
+
+
+async def test_two_stores_share_responses(backend: Backend) -> None:
+    """One process (or host) stores, another follows the chain and finds the items."""
+    async with backend.open_responses() as first, backend.open_responses() as second:
+        await first.put(stored("a", inputs=2), expires_at=10**10)
+        await second.put(stored("b", "a"), expires_at=10**10)
+        chain = await first.chain("b")
+        assert chain is not None and [r.id for r in chain] == ["a", "b"]
+        assert [len(r.input_items) for r in chain] == [2, 1]
+        assert set(await second.find_items(["in_a_1", "out_b"])) == {"in_a_1", "out_b"}
+        # Storing one id again from the other store replaces it whole.
+        await second.put(stored("a", inputs=3), expires_at=10**10)
+        again = await first.get("a")
+        assert again is not None and len(again.input_items) == 3
+
+
+async def test_empty_lookups_and_a_chain_cycle(store: ResponseStore) -> None:
+    assert await store.find_items([]) == {}
+    await store.put(stored("x", inputs=0), expires_at=10**10)
+    empty = await store.input_items("x", 5, None, "asc")
+    assert empty is not None and list(empty.items) == [] and not empty.has_more
+    # Responses naming each other (only a broken client could): the walk still ends.
+    await store.put(stored("p", "q"), expires_at=10**10)
+    await store.put(stored("q", "p"), expires_at=10**10)
+    chain = await store.chain("q")
+    assert chain is not None and chain[-1].id == "q" and len(chain) == MAX_CHAIN + 1
 
 
 async def test_concurrent_puts(store: ResponseStore) -> None:

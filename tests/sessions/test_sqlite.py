@@ -1,3 +1,7 @@
+"""What only the SQLite transcript store does: its file (created with its directory, WAL, kept
+across reopening), several processes creating it at once, a newer schema refused. The shared
+contract is ``test_transcript_store``'s; durability across SIGKILL is ``test_processes``'."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -8,203 +12,17 @@ import pytest
 import trio
 
 from gateway.sessions.sqlite import SQLiteTranscripts
-from gateway.types import ChatMessage, ToolCall, UsageDict
-
-
-@pytest.fixture
-def store(transcripts: SQLiteTranscripts) -> SQLiteTranscripts:
-    """This module's store: the transcripts (``conftest``'s ``store`` is admission)."""
-    return transcripts
-
+from gateway.types import ChatMessage, UsageDict
 
 USAGE: UsageDict = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-CALL: ToolCall = {
-    "id": "call_1",
-    "type": "function",
-    "function": {"name": "weather", "arguments": '{"city":"Oslo"}'},
-}
 
 
 def user(text: str) -> ChatMessage:
     return {"role": "user", "content": text}
 
 
-def assistant(text: str | None, calls: list[ToolCall] | None = None) -> ChatMessage:
-    message: ChatMessage = {"role": "assistant", "content": text}
-    if calls:
-        message["tool_calls"] = calls
-    return message
-
-
-def tool(call_id: str, text: str) -> ChatMessage:
-    return {"role": "tool", "content": text, "tool_call_id": call_id}
-
-
-async def test_round_trip_of_every_message_shape(store: SQLiteTranscripts) -> None:
-    parts: ChatMessage = {
-        "role": "user",
-        "name": "ana",
-        "content": [
-            {"type": "text", "text": "what is this? ✓"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-        ],
-    }
-    await store.append_turn("k", "main", "r1", [parts, assistant(None, [CALL])], "complete", USAGE)
-    await store.append_turn(
-        "k", "main", "r2", [tool("call_1", "sunny"), assistant("Sunny.")], "complete"
-    )
-
-    page = await store.history("k", 10, None)
-    assert page is not None and page.next_cursor is None
-    assert [entry.message for entry in page.entries] == [
-        parts,
-        {"role": "assistant", "content": None, "tool_calls": [CALL]},
-        {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
-        {"role": "assistant", "content": "Sunny."},
-    ]
-    assert [entry.seq for entry in page.entries] == [1, 2, 3, 4]
-    assert [entry.run_id for entry in page.entries] == ["r1", "r1", "r2", "r2"]
-    # Usage is kept on the turn's last message.
-    assert [entry.usage for entry in page.entries] == [None, USAGE, None, None]
-    assert all(entry.created_at_ms > 0 for entry in page.entries)
-    assert await store.context("k", None) == [entry.message for entry in page.entries]
-
-
-async def test_statuses_are_kept_and_shape_the_context(store: SQLiteTranscripts) -> None:
-    await store.append_turn("k", "main", "r1", [user("one"), assistant("reply one")], "complete")
-    await store.append_turn("k", "main", "r2", [user("two"), assistant("partial")], "error")
-    await store.append_turn("k", "main", "r3", [user("three"), assistant("cut", [CALL])], "aborted")
-    await store.append_turn("k", "main", "r4", [user("four"), assistant("")], "aborted")
-    await store.append_turn("k", "main", "r5", [user("five")], "aborted")
-
-    page = await store.history("k", 50, None)
-    assert page is not None
-    assert [entry.status for entry in page.entries] == ["complete"] * 2 + ["error"] * 2 + [
-        "aborted"
-    ] * 5
-    assert page.entries[5].message["tool_calls"] == [CALL]  # history keeps everything
-
-    # Errors are left out, aborted replies kept as text (calls dropped), empty replies dropped.
-    assert await store.context("k", None) == [
-        user("one"),
-        assistant("reply one"),
-        user("three"),
-        assistant("cut"),
-        user("four"),
-        user("five"),
-    ]
-
-
-async def test_context_limit_keeps_the_newest(store: SQLiteTranscripts) -> None:
-    for n in range(5):
-        await store.append_turn(
-            "k", "main", f"r{n}", [user(f"q{n}"), assistant(f"a{n}")], "complete"
-        )
-    assert await store.context("k", 3) == [assistant("a3"), user("q4"), assistant("a4")]
-    assert await store.context("k", 0) == []
-    assert len(await store.context("k", 100)) == 10
-    with pytest.raises(ValueError):
-        await store.context("k", -1)
-
-
-async def test_context_never_starts_with_orphaned_tool_results(store: SQLiteTranscripts) -> None:
-    second: ToolCall = {**CALL, "id": "call_2"}
-    await store.append_turn(
-        "k", "main", "r1", [user("weather?"), assistant(None, [CALL, second])], "complete"
-    )
-    await store.append_turn(
-        "k",
-        "main",
-        "r2",
-        [tool("call_1", "sunny"), tool("call_2", "rain"), assistant("Mixed.")],
-        "complete",
-    )
-    # The window starts on the second tool result: both results lose their call, both go.
-    assert await store.context("k", 2) == [assistant("Mixed.")]
-    assert await store.context("k", 3) == [assistant("Mixed.")]
-    # With the assistant call message inside, the results stay.
-    assert await store.context("k", 4) == [
-        assistant(None, [CALL, second]),
-        tool("call_1", "sunny"),
-        tool("call_2", "rain"),
-        assistant("Mixed."),
-    ]
-
-
-async def test_history_pages_oldest_first(store: SQLiteTranscripts) -> None:
-    for n in range(5):
-        await store.append_turn("k", "main", f"r{n}", [user(f"q{n}")], "complete")
-    seen: list[object] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await store.history("k", 2, cursor)
-        assert page is not None
-        pages += 1
-        seen.extend(entry.message["content"] for entry in page.entries)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert seen == [f"q{n}" for n in range(5)] and pages == 3
-
-    exact = await store.history("k", 5, None)
-    assert exact is not None and exact.next_cursor is None
-    assert await store.history("missing", 5, None) is None
-    for bad in ("nonsense", "!!", "YWZ0ZXI6eA"):  # the last is "after:x"
-        with pytest.raises(ValueError):
-            await store.history("k", 5, bad)
-    with pytest.raises(ValueError):
-        await store.history("k", 0, None)
-
-
-async def test_list_reset_delete(store: SQLiteTranscripts) -> None:
-    await store.append_turn("a", "main", "r1", [user("1"), assistant("1")], "complete")
-    await trio.sleep(0.002)  # distinct updated_at_ms
-    await store.append_turn("b", "other", "r2", [user("2")], "complete")
-    await trio.sleep(0.002)
-    await store.append_turn("c", "main", "r3", [user("3")], "complete")
-
-    listed = await store.list_sessions(None, 10)
-    assert [(s.key, s.agent_id, s.message_count) for s in listed] == [
-        ("c", "main", 1),
-        ("b", "other", 1),
-        ("a", "main", 2),
-    ]
-    assert [s.key for s in await store.list_sessions("main", 10)] == ["c", "a"]
-    assert [s.key for s in await store.list_sessions(None, 1)] == ["c"]
-    assert listed[0].created_at_ms <= listed[0].updated_at_ms
-
-    assert await store.reset("a") is True
-    assert await store.reset("nope") is False
-    page = await store.history("a", 10, None)
-    assert page is not None and list(page.entries) == []
-    assert await store.context("a", None) == []
-    newest = (await store.list_sessions(None, 10))[0]
-    assert (newest.key, newest.message_count) == ("a", 0)
-    await store.append_turn("a", "main", "r4", [user("again")], "complete")
-    assert await store.context("a", None) == [user("again")]
-
-    assert await store.delete("b") is True
-    assert await store.delete("b") is False
-    assert await store.history("b", 10, None) is None
-    assert {s.key for s in await store.list_sessions(None, 10)} == {"a", "c"}
-
-
-async def test_keys_are_isolated(store: SQLiteTranscripts) -> None:
-    await store.append_turn("k1", "main", "r1", [user("for k1")], "complete")
-    await store.append_turn("k2", "main", "r2", [user("for k2")], "complete")
-    assert await store.context("k1", None) == [user("for k1")]
-    assert await store.context("k2", None) == [user("for k2")]
-    assert await store.context("k3", None) == []
-    await store.delete("k1")
-    assert await store.context("k2", None) == [user("for k2")]
-
-
-async def test_append_validates_and_ignores_empty_turns(store: SQLiteTranscripts) -> None:
-    with pytest.raises(ValueError):
-        await store.append_turn("k", "main", "r", [user("x")], "done")  # type: ignore[arg-type]
-    await store.append_turn("k", "main", "r", [], "complete")
-    assert await store.history("k", 10, None) is None
+def assistant(text: str) -> ChatMessage:
+    return {"role": "assistant", "content": text}
 
 
 async def test_reopen_keeps_everything(tmp_path: Path) -> None:
@@ -265,32 +83,3 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
             await newer.open()
     await newer.aclose()
     assert db_threads() <= threads_before
-
-
-async def test_concurrent_appends_commit_together_in_order(store: SQLiteTranscripts) -> None:
-
-    async def append(n: int) -> None:
-        await store.append_turn("k", "main", f"r{n}", [user(str(n)), assistant(str(n))], "complete")
-
-    async with trio.open_nursery() as nursery:
-        for n in range(40):
-            nursery.start_soon(append, n)
-    page = await store.history("k", 100, None)
-    assert page is not None
-    assert [entry.seq for entry in page.entries] == list(range(1, 81))
-    # Each turn's two messages are adjacent whatever order the turns committed in.
-    runs = [entry.run_id for entry in page.entries]
-    assert all(runs[i] == runs[i + 1] for i in range(0, 80, 2))
-    assert len(set(runs)) == 40
-
-
-async def test_recent_reads_the_newest_messages(store: SQLiteTranscripts) -> None:
-    assert await store.recent("nobody", 5) is None
-    for i in range(7):
-        await store.append_turn(
-            "k", "main", f"r{i}", [{"role": "user", "content": f"m{i}"}], "complete"
-        )
-    recent = await store.recent("k", 3)
-    assert recent is not None
-    assert [e.message["content"] for e in recent.entries] == ["m4", "m5", "m6"]
-    assert recent.total == 7

@@ -1,0 +1,131 @@
+"""The transcript tables in PostgreSQL: blocking SQL, run by ``PgDatabase`` inside a transaction
+(READ COMMITTED). Rows and what ``context`` keeps are ``gateway.sessions._transcript_rows``'s,
+shared with the SQLite store.
+
+Order across hosts: every write to a session first locks its ``gateway_sessions`` row (the
+upsert of ``append``, the update of ``reset``, the delete of ``delete``) and only then reads or
+changes its messages, in later statements, which see everything committed before the lock was
+granted. So appends to one session from any number of hosts number their messages one after
+the other, without gaps or duplicates, and a turn never lands beside a reset or a delete.
+Times come from the database's clock, one clock for every host; a session's ``updated_at_ms``
+never goes back.
+
+Reads of more than one statement run in a READ ONLY REPEATABLE READ snapshot, as SQLite's do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.sessions import _transcript_rows as rows
+from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
+from gateway.sessions.postgres._sql import NOW_MS, Connection, snapshot
+from gateway.types import ChatMessage, UsageDict
+
+_EXISTS = "SELECT 1 FROM gateway_sessions WHERE key = %s"
+
+
+def append(
+    key: str,
+    agent_id: str,
+    run_id: str,
+    messages: Sequence[ChatMessage],
+    status: TurnStatus,
+    usage: UsageDict | None,
+    db: Connection,
+) -> None:
+    # The upsert locks the session's row until commit: concurrent appends wait here.
+    row = db.execute(
+        "INSERT INTO gateway_sessions AS s (key, agent_id, created_at_ms, updated_at_ms)"
+        f" SELECT %s, %s, now_ms, now_ms FROM (SELECT {NOW_MS} AS now_ms) AS clock"
+        " ON CONFLICT (key) DO UPDATE"
+        " SET updated_at_ms = greatest(s.updated_at_ms, excluded.updated_at_ms)"
+        " RETURNING updated_at_ms",
+        (key, agent_id),
+    ).fetchone()
+    assert row is not None
+    (now,) = row
+    last = db.execute(
+        "SELECT coalesce(max(seq), 0) FROM gateway_messages WHERE session_key = %s", (key,)
+    ).fetchone()
+    assert last is not None
+    with db.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO gateway_messages ({rows.ROW_COLUMNS}) VALUES ({'%s, ' * 10}%s)",
+            rows.turn_rows(key, int(last[0]), run_id, messages, status, usage, int(now)),
+        )
+
+
+def context(key: str, limit: int | None, db: Connection) -> list[ChatMessage]:
+    found = db.execute(
+        f"SELECT {rows.CONTEXT_COLUMNS} FROM gateway_messages"
+        " WHERE session_key = %s AND status != 'error' ORDER BY seq DESC LIMIT %s",
+        (key, limit),
+    ).fetchall()
+    return rows.context_messages(found)
+
+
+def history(key: str, limit: int, cursor: str | None, db: Connection) -> HistoryPage | None:
+    after = rows.decode_cursor(cursor)
+    snapshot(db)
+    if db.execute(_EXISTS, (key,)).fetchone() is None:
+        return None
+    found = db.execute(
+        f"SELECT {rows.ENTRY_COLUMNS} FROM gateway_messages WHERE session_key = %s AND seq > %s"
+        " ORDER BY seq LIMIT %s",
+        (key, after, limit + 1),
+    ).fetchall()
+    return rows.history_page(found, limit)
+
+
+def recent(key: str, limit: int, db: Connection) -> RecentMessages | None:
+    snapshot(db)
+    if db.execute(_EXISTS, (key,)).fetchone() is None:
+        return None
+    found = db.execute(
+        f"SELECT {rows.ENTRY_COLUMNS} FROM gateway_messages WHERE session_key = %s"
+        " ORDER BY seq DESC LIMIT %s",
+        (key, None if limit < 0 else limit),  # no limit, as SQLite reads a negative one
+    ).fetchall()
+    total = db.execute(
+        "SELECT count(*) FROM gateway_messages WHERE session_key = %s", (key,)
+    ).fetchone()
+    assert total is not None
+    return RecentMessages([rows.entry(*row) for row in reversed(found)], int(total[0]))
+
+
+def list_sessions(agent_id: str | None, limit: int, db: Connection) -> list[SessionInfo]:
+    # COLLATE "C": keys tie-break byte-wise, as in SQLite, whatever the database's locale.
+    found = db.execute(
+        "SELECT key, agent_id, created_at_ms, updated_at_ms,"
+        " (SELECT count(*) FROM gateway_messages WHERE session_key = s.key)"
+        " FROM gateway_sessions AS s WHERE %(agent)s::text IS NULL OR agent_id = %(agent)s"
+        ' ORDER BY updated_at_ms DESC, key COLLATE "C" LIMIT %(limit)s',
+        {"agent": agent_id, "limit": limit},
+    ).fetchall()
+    return [SessionInfo(key, agent, int(c), int(u), int(n)) for key, agent, c, u, n in found]
+
+
+def count_sessions(agent_id: str | None, db: Connection) -> int:
+    row = db.execute(
+        "SELECT count(*) FROM gateway_sessions"
+        " WHERE %(agent)s::text IS NULL OR agent_id = %(agent)s",
+        {"agent": agent_id},
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def reset(key: str, db: Connection) -> bool:
+    updated = db.execute(
+        f"UPDATE gateway_sessions SET updated_at_ms = greatest(updated_at_ms, {NOW_MS})"
+        " WHERE key = %s",
+        (key,),
+    )
+    db.execute("DELETE FROM gateway_messages WHERE session_key = %s", (key,))
+    return updated.rowcount > 0
+
+
+def delete(key: str, db: Connection) -> bool:
+    # The messages go with the row (ON DELETE CASCADE).
+    return db.execute("DELETE FROM gateway_sessions WHERE key = %s", (key,)).rowcount > 0
