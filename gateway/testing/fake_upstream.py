@@ -1,11 +1,20 @@
 """A fake model upstream: a real HTTP/1.1 server (h11 over trio sockets) for tests and benchmarks.
 
-Routes (all under ``base_url`` = ``http://127.0.0.1:<port>/v1``):
+Routes (``base_url`` = ``http://127.0.0.1:<port>/v1``, ``root_url`` the same without ``/v1``):
 
 - ``POST /v1/chat/completions``: OpenAI; an SSE chunk stream when the body has ``"stream": true``,
   else a JSON ``chat.completion``;
 - ``POST /v1/messages``: Anthropic; an event stream when ``"stream": true``, else a JSON message;
+- ``POST /v1/responses``: OpenAI Responses; an event stream when ``"stream": true``, else the
+  response object;
+- ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` (and ``:generateContent``):
+  Gemini;
+- ``POST /api/chat``: Ollama; NDJSON unless ``"stream": false``;
+- ``POST /v1/embeddings``: deterministic embeddings;
 - ``GET /v1/models``: a one-model list. Anything else: 404.
+
+``fake_upstream_routes`` has the table, each API's module the shape of its answers and how it
+reads the script's knobs.
 
 What a request gets is a ``Script`` (see ``fake_upstream_script`` for every knob). The script of a
 request is the next one queued with ``up.enqueue(...)``, else ``up.script`` (assignable at any
@@ -110,7 +119,8 @@ class FakeUpstream:
     """A running fake upstream (made by ``serve_fake_upstream``)."""
 
     def __init__(self, host: str, port: int, script: Script, *, keep_records: bool = True):
-        self.base_url = f"http://{host}:{port}/v1"
+        self.root_url = f"http://{host}:{port}"
+        self.base_url = f"{self.root_url}/v1"
         self.port = port
         self.script = script
         self.log_chunks = False

@@ -18,6 +18,7 @@ import h11
 import trio
 
 from gateway.testing import fake_upstream_render as render
+from gateway.testing.fake_upstream_routes import find_route
 from gateway.testing.fake_upstream_script import Close, Hang, Reset, Script, Send, Sleep
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection"]
 
-_SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+_MID_BODY_FAULTS = ("hang_mid_stream", "reset_mid_stream", "close_mid_stream")
 
 
 class _ClientGone(Exception):
@@ -165,16 +166,14 @@ class Connection:
 
 async def _respond(conn: Connection, record: RequestRecord) -> None:
     """Route one request and send its answer (raises ``_ClientGone`` if the client left)."""
-    path = record.path.split("?", 1)[0]
-    api = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic"}.get(path)
-    if record.method == "GET" and path == "/v1/models":
+    if record.method == "GET" and record.path.split("?", 1)[0] == "/v1/models":
         models = {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "fake"}]}
         await _send_json(conn, record, 200, models)
         return
-    if api is None or record.method != "POST":
+    route = find_route(record.method, record.path, record.body)
+    if route is None:
         await _send_json(conn, record, 404, {"error": {"message": "Not Found"}})
         return
-    request = record.body if isinstance(record.body, dict) else {}
     try:
         script = _resolve_script(record)
     except (ValueError, TypeError) as exc:
@@ -189,20 +188,19 @@ async def _respond(conn: Connection, record: RequestRecord) -> None:
         return
     await trio.sleep(script.headers_delay)
     if script.status != 200:
-        content_type, body = render.error_response(
-            script, "openai" if api == "openai" else "anthropic"
-        )
+        content_type, body = render.error_response(script, route.errors)
         headers = [("content-type", content_type)]
         if script.retry_after is not None:
             headers.append(("retry-after", script.retry_after))
         await _send_whole(conn, record, script.status, headers, body)
         return
-    if script.force_json or not request.get("stream"):
-        answer = render.openai_completion if api == "openai" else render.anthropic_message
-        await _send_json(conn, record, 200, answer(script, request))
+    if script.force_json or not route.wants_stream or route.stream is None:
+        document = json.dumps(route.whole(script, route.request)).encode()
+        await _send_whole_answer(conn, record, script, document)
         return
-    steps = (render.openai_stream if api == "openai" else render.anthropic_stream)(script, request)
-    await conn.send(h11.Response(status_code=200, headers=_SSE_HEADERS), record)
+    steps = route.stream(script, route.request)
+    headers = [("content-type", route.stream_type), ("cache-control", "no-cache")]
+    await conn.send(h11.Response(status_code=200, headers=headers), record)
     for step in steps:
         if isinstance(step, Send):
             await _send_data(conn, record, step.data, script.split_bytes)
@@ -215,6 +213,25 @@ async def _respond(conn: Connection, record: RequestRecord) -> None:
             await conn.hang_up(record, reset=isinstance(step, Reset))
             return
     await conn.send(h11.EndOfMessage(), record)
+
+
+async def _send_whole_answer(
+    conn: Connection, record: RequestRecord, script: Script, body: bytes
+) -> None:
+    """A 200 JSON answer: headers, ``first_token_delay``, then the body; a mid-stream fault
+    happens after half of it."""
+    headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+    await conn.send(h11.Response(status_code=200, headers=headers), record)
+    await trio.sleep(script.first_token_delay)
+    if script.fault not in _MID_BODY_FAULTS:
+        await _send_data(conn, record, body, script.split_bytes)
+        await conn.send(h11.EndOfMessage(), record)
+        return
+    await _send_data(conn, record, body[: len(body) // 2], script.split_bytes)
+    if script.fault == "hang_mid_stream":
+        conn.server.note(record, "fault", "hang")
+        await trio.sleep_forever()
+    await conn.hang_up(record, reset=script.fault == "reset_mid_stream")
 
 
 def _resolve_script(record: RequestRecord) -> Script:

@@ -1,5 +1,6 @@
 """The fake upstream's answers in each API's shape: OpenAI chunks and completions, Anthropic
-events and messages, error bodies. Pure: documents and ``Step`` lists from a ``Script``."""
+events and messages, error bodies (for every API). Pure: documents and ``Step`` lists from a
+``Script``. Responses, Gemini, Ollama and embeddings answers have their own modules."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from gateway.testing.fake_upstream_gemini import gemini_error
 from gateway.testing.fake_upstream_script import (
     Script,
     Step,
@@ -153,15 +155,21 @@ def anthropic_message(script: Script, request: Mapping[str, Any]) -> dict[str, A
     return message
 
 
-def error_response(script: Script, api: Literal["openai", "anthropic"]) -> tuple[str, bytes]:
-    """The content type and body of the error answer ``script.status``."""
+def error_response(
+    script: Script, api: Literal["openai", "anthropic", "google", "ollama"]
+) -> tuple[str, bytes]:
+    """The content type and body of the error answer ``script.status``, in ``api``'s shape."""
     if script.error_body is not None:
         return script.error_content_type, script.error_body.encode()
     if "html" in script.error_content_type:
         return script.error_content_type, _HTML_PAGE.format(status=script.status).encode()
-    if api == "anthropic":
+    if api == "google":
+        document: dict[str, Any] = gemini_error(script, script.status)
+    elif api == "ollama":
+        document = {"error": script.error_message}
+    elif api == "anthropic":
         detail = {"type": script.error_type or "api_error", "message": script.error_message}
-        document: dict[str, Any] = {"type": "error", "error": detail}
+        document = {"type": "error", "error": detail}
     else:
         document = {
             "error": {

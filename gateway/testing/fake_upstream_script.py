@@ -1,9 +1,10 @@
 """What the fake upstream sends: the ``Script`` knobs and the ``Step``s a stream is made of. Pure.
 
-A ``Script`` describes one answer (see it for every knob). ``fake_upstream_render`` turns it into
-each API's documents; a stream becomes a list of ``Step``s the server executes in order: ``Send``
-bytes, ``Sleep``, or a fault (``Hang``, ``Reset``, ``Close``). ``assemble_steps`` places the
-script's delays and its mid-stream fault between the frames.
+A ``Script`` describes one answer (see it for every knob). ``fake_upstream_render`` (and the
+``fake_upstream_<api>`` modules) turn it into each API's documents; a stream becomes a list of
+``Step``s the server executes in order: ``Send`` bytes, ``Sleep``, or a fault (``Hang``,
+``Reset``, ``Close``). ``assemble_steps`` places the script's delays and its mid-stream fault
+between the frames, which are SSE events (``frame``) or NDJSON lines (``ndjson_line``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "fragments",
     "frame",
     "line_ends",
+    "ndjson_line",
 ]
 
 Fault: TypeAlias = Literal[
@@ -39,10 +41,10 @@ Fault: TypeAlias = Literal[
     "hang_mid_stream",  # after ``fault_after`` content frames, send nothing more (socket open)
     "reset_mid_stream",  # after ``fault_after`` frames, reset the TCP connection (RST)
     "close_mid_stream",  # after ``fault_after`` frames, close (FIN) inside the chunked body
-    "malformed_sse",  # a line that is no SSE field, then carry on normally
-    "invalid_json",  # a data line that is not JSON, then carry on
+    "malformed_sse",  # a line that is no SSE field (NDJSON: a blank line), then carry on
+    "invalid_json",  # a data line (NDJSON: a line) that is not JSON, then carry on
     "error_event",  # an API error event mid-stream, then end the body (no [DONE])
-    "no_done",  # end without ``[DONE]`` (OpenAI) / ``message_stop`` (Anthropic)
+    "no_done",  # end without the API's end marker (see each API's renderer)
 ]
 FAULTS: tuple[str, ...] = Fault.__args__  # type: ignore[attr-defined]
 
@@ -73,7 +75,9 @@ class Script:
     Errors: ``status`` other than 200 answers ``error_message`` in the API's JSON error shape (with
     ``error_type``), or ``error_body`` verbatim; ``error_content_type`` containing ``html`` sends an
     nginx-style HTML page; ``retry_after`` adds that header.
-    Faults: ``fault`` (see ``Fault``) after ``fault_after`` content frames.
+    Faults: ``fault`` (see ``Fault``) after ``fault_after`` content frames. A whole JSON answer
+    (not streamed) honours ``first_token_delay`` between its headers and its body, and the
+    ``*_mid_stream`` faults after half of its body.
     Framing: ``crlf`` line ends, ``comments`` (a ``: keep-alive`` comment before every event),
     ``split_bytes`` (write every event in pieces of that many bytes, to split lines across reads).
     """
@@ -164,8 +168,10 @@ def assemble_steps(
     closing: list[bytes],
     end: list[bytes],
     error: bytes,
+    ndjson: bool = False,
 ) -> list[Step]:
-    """Assemble frames with the script's delays and its mid-stream fault."""
+    """Assemble frames with the script's delays and its mid-stream fault (``ndjson``: the
+    frames are NDJSON lines, and so are the faults' malformed frames)."""
     # The opening frames travel with the first token, as OpenAI sends its role chunk: until
     # then the body is silent, which is what a slow model looks like on the wire.
     steps: list[Step] = [Sleep(script.first_token_delay)] if script.first_token_delay > 0 else []
@@ -183,9 +189,11 @@ def assemble_steps(
             if script.fault == "error_event":
                 return [*steps, Send(error)]
             if script.fault == "malformed_sse":
-                steps.append(Send(line_ends(b"this line is not an SSE field\n\n", script)))
+                junk = b"\n" if ndjson else b"this line is not an SSE field\n\n"
+                steps.append(Send(line_ends(junk, script)))
             if script.fault == "invalid_json":
-                steps.append(Send(line_ends(b"data: {not json\n\n", script)))
+                junk = b"{not json\n" if ndjson else b"data: {not json\n\n"
+                steps.append(Send(line_ends(junk, script)))
         if data is None:
             break
         if number > 0 and script.token_delay > 0:
@@ -204,6 +212,11 @@ def frame(document: object, script: Script, event: str | None = None) -> bytes:
     if script.comments:
         text = ": keep-alive\n\n" + text
     return line_ends(text.encode(), script)
+
+
+def ndjson_line(document: object, script: Script) -> bytes:
+    """One NDJSON line (``comments`` do not apply: NDJSON has none)."""
+    return line_ends(json.dumps(document).encode() + b"\n", script)
 
 
 def line_ends(data: bytes, script: Script) -> bytes:
