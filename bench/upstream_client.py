@@ -1,12 +1,13 @@
 """The upstream HTTP client: CPU and latency per request of httpx, httpcore and the gateway's
-h11 client, each through the real provider path.
+own client, each through the real provider path.
 
 The fake upstream runs as a separate process (``python -m gateway.testing.fake_upstream``, zero
 delay, ``--tokens`` tokens per streamed answer). In this process,
 ``OpenAICompletionsProvider.stream(ModelRequest(...), emit)`` runs on each client in turn (the
 provider code is the same, only its ``http`` differs): ``httpx`` (the gateway's client before,
-``bench._upstream_reference``), ``httpcore`` used directly (the same), ``h11``
-(``gateway.providers.upstream_http.UpstreamHttp``, the gateway's client now), and ``floor``: no
+``bench._upstream_reference``), ``httpcore`` used directly (the same), ``gateway``
+(``gateway.providers.upstream_http.UpstreamHttp`` on ``gateway.providers.http11``: requests
+written as bytes, responses parsed by llhttp through ``httptools``), and ``floor``: no
 HTTP, one real answer's body chunks replayed from memory through the same body code, i.e. the
 provider's own work; a client's own cost is its figure minus the floor's.
 
@@ -54,7 +55,7 @@ from gateway.settings import ProviderSettings
 CLIENTS: dict[str, Callable[[ProviderSettings], Any]] = {
     "httpx": HttpxUpstream,
     "httpcore": HttpcoreUpstream,
-    "h11": UpstreamHttp,
+    "gateway": UpstreamHttp,
 }
 FLOOR = "floor"
 MODES = ("sequential", "concurrent")
@@ -140,7 +141,8 @@ async def block(
 
 
 async def record_answer(settings: ProviderSettings) -> ReplayUpstream:
-    """A ``ReplayUpstream`` of one real answer, its chunks as the h11 client received them."""
+    """A ``ReplayUpstream`` of one real answer, its chunks as the gateway's client received
+    them."""
     http = UpstreamHttp(settings)
     url = settings.base_url + "/chat/completions"
     body = json.dumps(build_body(REQUEST)).encode()

@@ -19,6 +19,8 @@ event came, and is a ``protocol`` error otherwise.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from gateway.providers.anthropic_request import anthropic_request
 from gateway.providers.base import Emit, ModelRequest, ProviderError
@@ -184,6 +186,15 @@ class AnthropicMessagesProvider:
         self._settings = settings
         self._http = http if http is not None else UpstreamHttp(settings)
         self._url = messages_url(settings.base_url)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "anthropic-version": ANTHROPIC_VERSION,
+        }
+        if settings.api_key:
+            headers["x-api-key"] = settings.api_key
+        headers.update(settings.headers)
+        self._headers: Mapping[str, str] = MappingProxyType(headers)
 
     @property
     def id(self) -> str:
@@ -196,17 +207,9 @@ class AnthropicMessagesProvider:
         On cancellation the upstream connection is closed before the cancellation propagates.
         """
         body = anthropic_request(request, self._settings)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            "anthropic-version": ANTHROPIC_VERSION,
-        }
-        if self._settings.api_key:
-            headers["x-api-key"] = self._settings.api_key
-        headers.update(self._settings.headers)
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         translator = AnthropicStream(self.id)
-        async with self._http.open_stream(self._url, body=data, headers=headers) as upstream:
+        async with self._http.open_stream(self._url, body=data, headers=self._headers) as upstream:
             await upstream.relay_events(translator, emit)
         for event in translator.finish():
             await emit(event)

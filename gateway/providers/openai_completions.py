@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from gateway.providers.base import Emit, ModelRequest, ProviderError
@@ -41,7 +43,8 @@ from gateway.settings import ProviderSettings
 __all__ = ["OpenAICompletionsProvider", "OpenAIStream", "build_body"]
 
 _JSON_LIMIT = 32 * 1024 * 1024
-_FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
+_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
+_JSON = json.JSONDecoder()  # stateless: its raw_decode is json.loads' own parser
 
 
 def build_body(request: ModelRequest) -> dict[str, Any]:
@@ -78,13 +81,16 @@ class OpenAIStream:
             self.done = True
             return []
         try:
-            chunk = json.loads(data)
+            # json.loads without its wrappers: ``data`` has no surrounding whitespace.
+            chunk, end = _JSON.raw_decode(data)
         except ValueError:
+            end = -1
+        if end != len(data):
             raise ProviderError(
                 "protocol",
                 f"Provider '{self.provider}' sent an invalid stream chunk: {data[:100]!r}",
                 provider=self.provider,
-            ) from None
+            )
         if event.event == "error" and isinstance(chunk, dict) and "error" not in chunk:
             chunk = {"error": chunk}
         return self.feed_chunk(chunk)
@@ -109,7 +115,7 @@ class OpenAIStream:
         events: list[ProviderEvent] = []
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                events.extend(self._choice(choice))
+                self._choice(choice, events)
         return events
 
     def finish(self) -> list[ProviderEvent]:
@@ -127,24 +133,27 @@ class OpenAIStream:
         events.append(Finish(reason))
         return events
 
-    def _choice(self, choice: dict[str, Any]) -> list[ProviderEvent]:
-        events: list[ProviderEvent] = []
+    def _choice(self, choice: dict[str, Any], events: list[ProviderEvent]) -> None:
+        """Append the events of choice 0 of a chunk to ``events``."""
         # "delta" in a stream chunk, "message" in a whole completion.
-        delta = choice.get("delta") or choice.get("message") or {}
+        delta = choice.get("delta") or choice.get("message")
         if isinstance(delta, dict):
-            for key in ("content", "refusal"):
-                text = delta.get(key)
-                if isinstance(text, str) and text:
-                    events.append(TextDelta(text))
-            for position, call in enumerate(delta.get("tool_calls") or ()):
-                if isinstance(call, dict):
-                    events.append(self._tool_call(position, call))
+            text = delta.get("content")
+            if text and isinstance(text, str):
+                events.append(TextDelta(text))
+            refusal = delta.get("refusal")
+            if refusal and isinstance(refusal, str):
+                events.append(TextDelta(refusal))
+            calls = delta.get("tool_calls")
+            if calls:
+                for position, call in enumerate(calls):
+                    if isinstance(call, dict):
+                        events.append(self._tool_call(position, call))
         reason = choice.get("finish_reason")
-        if isinstance(reason, str) and reason:
+        if reason and isinstance(reason, str):
             if reason == "function_call":
                 reason = "tool_calls"
             self._finish_reason = reason if reason in _FINISH_REASONS else "stop"
-        return events
 
     def _tool_call(self, position: int, call: dict[str, Any]) -> ToolCallDelta:
         upstream_index = call.get("index")
@@ -179,6 +188,11 @@ class OpenAICompletionsProvider:
         self._settings = settings
         self._http = http if http is not None else UpstreamHttp(settings)
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        headers.update(settings.headers)
+        self._headers: Mapping[str, str] = MappingProxyType(headers)
 
     @property
     def id(self) -> str:
@@ -190,14 +204,10 @@ class OpenAICompletionsProvider:
         Raises ``ProviderError``. On cancellation (in any phase, also while ``emit`` waits) the
         upstream connection is closed before the cancellation propagates.
         """
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self._settings.api_key:
-            headers["Authorization"] = f"Bearer {self._settings.api_key}"
-        headers.update(self._settings.headers)
         body = json.dumps(build_body(request), ensure_ascii=False, separators=(",", ":"))
         translator = OpenAIStream(self.id)
         async with self._http.open_stream(
-            self._url, body=body.encode(), headers=headers
+            self._url, body=body.encode(), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
                 document = _parse_json(self.id, await upstream.read_all(_JSON_LIMIT))

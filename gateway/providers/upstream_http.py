@@ -14,7 +14,9 @@ Deadlines are trio cancel scopes:
   ``first_byte_timeout`` (response headers that arrive early do not stop this clock);
 - idle: at most ``idle_timeout`` between two body chunks afterwards.
 
-Each expiry is a ``ProviderError("timeout")``. A connection goes back to the pool only when its
+Each expiry is a ``ProviderError("timeout")``; the body's reads are ``upstream_body``'s. A
+request's URL and headers are parsed, routed and checked once per ``UpstreamHttp`` (a request
+template); each request only adds its body. A connection goes back to the pool only when its
 response was read to the end; a response abandoned for any reason (cancellation, an error, a
 timeout, an error status whose body is too long) closes its connection at once, and
 ``open_stream`` guarantees that on the way out.
@@ -26,18 +28,15 @@ retried.
 
 from __future__ import annotations
 
-import math
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import Protocol
 from urllib.request import getproxies_environment
 
 import trio
 
-from gateway.providers.base import Emit, ProviderError
-from gateway.providers.events import ProviderEvent
+from gateway.providers.base import ProviderError
 from gateway.providers.http11 import (
     ConnectError,
     Connection,
@@ -45,161 +44,27 @@ from gateway.providers.http11 import (
     ConnectionPool,
     HttpError,
     InvalidRequest,
-    InvalidResponse,
     PreparedRequest,
+    RequestTemplate,
     ResponseHead,
     Route,
-    prepare_request,
+    request_template,
 )
+from gateway.providers.upstream_body import EventTranslator, UpstreamBody, transport_error
 from gateway.providers.upstream_errors import error_from_status
-from gateway.providers.upstream_sse import SSEDecodeError, SSEDecoder, SSEEvent
 from gateway.settings import ProviderSettings
 
 __all__ = ["EventTranslator", "UpstreamBody", "UpstreamHttp"]
 
 _ERROR_LIMIT = 64 * 1024
-_DRAIN_LIMIT = 64 * 1024
-_DRAIN_SECONDS = 2.0
 _MAX_IDLE = 32
 _IDLE_EXPIRY = 30.0
+_MAX_TEMPLATES = 8  # a provider uses one URL with the same headers: more is a caller's churn
 _DEFAULT_HEADERS: Mapping[str, str] = MappingProxyType({"User-Agent": "openclaw-gateway"})
 
 
 class _StaleConnection(Exception):
     """A kept-alive connection turned out dead before any answer: worth one fresh attempt."""
-
-
-class EventTranslator(Protocol):
-    """Turns an API's stream events into provider events; ``done`` once its end marker came."""
-
-    done: bool
-
-    def feed(self, event: SSEEvent) -> list[ProviderEvent]: ...
-
-
-class UpstreamBody:
-    """The body of an upstream response, read chunk by chunk under the deadlines."""
-
-    def __init__(
-        self,
-        pool: ConnectionPool,
-        route: Route,
-        connection: Connection,
-        head: ResponseHead,
-        settings: ProviderSettings,
-        deadline: float,
-    ) -> None:
-        self.content_type: str = head.content_type
-        self._pool = pool
-        self._route = route
-        self._connection = connection
-        self._released = False
-        self._settings = settings
-        self._first_deadline: float | None = deadline
-
-    async def receive_some(self) -> bytes | None:
-        """The next non-empty chunk, or ``None`` at the end of the body.
-
-        Raises ``ProviderError`` (``timeout`` on the first-byte or idle deadline, ``upstream`` if
-        the connection breaks, ``protocol`` for an invalid body). On cancellation the read stops
-        at once; the enclosing ``open_stream`` then closes the connection.
-        """
-        first = self._first_deadline is not None
-        if self._first_deadline is not None:
-            deadline = self._first_deadline
-        else:
-            deadline = trio.current_time() + self._settings.idle_timeout
-        with trio.CancelScope(deadline=deadline):
-            chunk = await self._next()
-            self._first_deadline = None
-            return chunk
-        pid = self._settings.id
-        if first:
-            message = (
-                f"Provider '{pid}' sent nothing within {self._settings.first_byte_timeout:g} s"
-            )
-        else:
-            message = f"Provider '{pid}' stalled: no data for {self._settings.idle_timeout:g} s"
-        raise ProviderError("timeout", message, provider=pid)
-
-    async def relay_events(self, translator: EventTranslator, emit: Emit) -> None:
-        """Decode the body as an event stream and ``emit`` what ``translator`` makes of it, in
-        order, until the translator is done (the rest is then drained) or the body ends.
-
-        Raises ``ProviderError`` (``protocol`` for a body that is no event stream, or whatever
-        the translator raises). Cancellation, also while ``emit`` waits, stops it at once.
-        """
-        decoder = SSEDecoder()
-        while not translator.done:
-            chunk = await self.receive_some()
-            try:
-                events = decoder.feed(chunk) if chunk is not None else decoder.close()
-            except SSEDecodeError as exc:
-                raise ProviderError("protocol", str(exc), provider=self._settings.id) from None
-            for sse in events:
-                for event in translator.feed(sse):
-                    await emit(event)
-            if chunk is None:
-                return
-        await self.drain()
-
-    async def read_all(self, limit: int) -> bytes:
-        """The rest of the body (at most ``limit`` bytes, else ``ProviderError("protocol")``)."""
-        parts: list[bytes] = []
-        size = 0
-        while (chunk := await self.receive_some()) is not None:
-            size += len(chunk)
-            if size > limit:
-                raise ProviderError(
-                    "protocol",
-                    f"Provider '{self._settings.id}' sent a response over {limit} bytes",
-                    provider=self._settings.id,
-                )
-            parts.append(chunk)
-        return b"".join(parts)
-
-    async def drain(self) -> None:
-        """After the logical end of a stream, read what is left (normally just the end of the
-        chunked encoding) so the connection can go back to the pool.
-
-        Gives up quietly after a short while or a few KiB: the connection is then closed instead.
-        """
-        size = 0
-        with trio.move_on_after(min(_DRAIN_SECONDS, self._settings.idle_timeout)):
-            try:
-                while (chunk := await self._next()) is not None:
-                    size += len(chunk)
-                    if size > _DRAIN_LIMIT:
-                        return
-            except ProviderError:
-                return
-
-    async def read_error_body(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes of an error body, before the first-byte deadline; whatever
-        arrived if the body breaks or stalls (the status alone is worth reporting)."""
-        parts: list[bytes] = []
-        size = 0
-        with trio.CancelScope(deadline=self._first_deadline or -math.inf):
-            try:
-                while size < limit and (chunk := await self._next()) is not None:
-                    parts.append(chunk)
-                    size += len(chunk)
-            except ProviderError:
-                pass
-        return b"".join(parts)[:limit]
-
-    async def aclose(self) -> None:
-        """Give the connection back to the pool if the body was read to its end, else close the
-        TCP connection at once. Never blocks (nothing to shield); later calls do nothing."""
-        if not self._released:
-            self._released = True
-            self._pool.release(self._route, self._connection)
-
-    async def _next(self) -> bytes | None:
-        try:
-            return await self._connection.receive_data()
-        except HttpError as exc:
-            raise _transport_error(self._settings.id, exc, "reading the response") from None
 
 
 class UpstreamHttp:
@@ -217,6 +82,9 @@ class UpstreamHttp:
             ssl_context=ssl_context, max_idle=_MAX_IDLE, idle_expiry=_IDLE_EXPIRY
         )
         self._proxies = getproxies_environment()
+        # (url, headers) -> its request template: a provider's URL and headers do not change,
+        # so parsing, routing and checking them is done once, not on every request.
+        self._templates: dict[tuple[str, tuple[tuple[str, str], ...]], RequestTemplate] = {}
 
     @asynccontextmanager
     async def open_stream(
@@ -230,12 +98,7 @@ class UpstreamHttp:
         closed at once, so a cancelled caller (in any phase: connecting, writing the request,
         waiting, reading, or in its own code) leaves nothing open and nothing half-read.
         """
-        pid = self._settings.id
-        try:
-            request = prepare_request("POST", url, (_DEFAULT_HEADERS, headers), body, self._proxies)
-        except InvalidRequest as exc:
-            message = f"Provider '{pid}' cannot send its request: {exc}"
-            raise ProviderError("connect", message, provider=pid) from None
+        request = self._template(url, headers).prepare(body)
         connection, head, deadline = await self._exchange(request)
         upstream = UpstreamBody(
             self._pool, request.route, connection, head, self._settings, deadline
@@ -250,6 +113,26 @@ class UpstreamHttp:
     async def aclose(self) -> None:
         """Close every pooled connection (those in use close when their response is done)."""
         self._pool.close()
+
+    def _template(self, url: str, headers: Mapping[str, str]) -> RequestTemplate:
+        """The template of POST requests to ``url`` with ``headers``, made on first use.
+
+        Raises ``ProviderError("connect")`` for a URL, header or proxy setting that cannot be
+        used (not remembered: each request raises it again).
+        """
+        key = (url, tuple(headers.items()))
+        template = self._templates.get(key)
+        if template is None:
+            try:
+                template = request_template("POST", url, (_DEFAULT_HEADERS, headers), self._proxies)
+            except InvalidRequest as exc:
+                pid = self._settings.id
+                message = f"Provider '{pid}' cannot send its request: {exc}"
+                raise ProviderError("connect", message, provider=pid) from None
+            if len(self._templates) >= _MAX_TEMPLATES:
+                del self._templates[next(iter(self._templates))]  # the oldest
+            self._templates[key] = template
+        return template
 
     async def _exchange(self, request: PreparedRequest) -> tuple[Connection, ResponseHead, float]:
         """Send ``request`` on a pooled connection (retried once on a new one if that turns out
@@ -294,7 +177,7 @@ class UpstreamHttp:
             if isinstance(exc, ConnectionBroken) and reused and not exc.answered:
                 raise _StaleConnection from None
             if isinstance(exc, HttpError):
-                raise _transport_error(pid, exc, "waiting for the response") from None
+                raise transport_error(pid, exc, "waiting for the response") from None
             raise
         connection.close()
         message = f"Provider '{pid}' sent nothing within {self._settings.first_byte_timeout:g} s"
@@ -309,12 +192,3 @@ class UpstreamHttp:
             retry_after=head.headers.get("retry-after"),
             retry_after_ms=head.headers.get("retry-after-ms"),
         )
-
-
-def _transport_error(provider: str, exc: HttpError, during: str) -> ProviderError:
-    """Classify a client failure (never a stack trace for the client)."""
-    if isinstance(exc, InvalidResponse):
-        message = f"Provider '{provider}' sent an invalid response: {exc}"
-        return ProviderError("protocol", message, provider=provider)
-    message = f"Provider '{provider}' broke the connection while {during}: {exc}"
-    return ProviderError("upstream", message, provider=provider)

@@ -45,10 +45,16 @@ class SSEDecodeError(ValueError):
 
 
 class SSEDecoder:
-    """Turns body pieces into ``SSEEvent``s. One decoder per response body."""
+    """Turns body pieces into ``SSEEvent``s. One decoder per response body.
+
+    Most pieces take a short path: valid UTF-8 on their own, ``\\n`` line ends only, ``data:``
+    lines and blank lines. Anything else (a character split across pieces, a ``\\r``, another
+    field) goes through the general rules, with the same results.
+    """
 
     def __init__(self, *, max_event_chars: int = DEFAULT_MAX_EVENT_CHARS) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        self._utf8_idle = True  # the incremental decoder holds no part of a character
         self._max = max_event_chars
         # The current, not yet terminated line, kept as parts to avoid quadratic concatenation
         # when one long line arrives in many small pieces.
@@ -62,30 +68,70 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Consume the next piece of the body; return the events it completed, in order."""
-        try:
-            text = self._utf8.decode(data)
-        except UnicodeDecodeError as exc:
-            raise SSEDecodeError(f"event stream is not valid UTF-8: {exc}") from None
-        return self._feed_text(text)
-
-    def close(self) -> list[SSEEvent]:
-        """The body ended: return the events still pending (see the module docstring)."""
-        try:
-            text = self._utf8.decode(b"", final=True)
-        except UnicodeDecodeError as exc:
-            raise SSEDecodeError(f"event stream ends inside a UTF-8 character: {exc}") from None
-        events = self._feed_text(text)
-        if self._partial:
-            line = "".join(self._partial)
-            self._partial, self._partial_len = [], 0
-            events.extend(self._line(line))
-        events.extend(self._line(""))
-        return events
-
-    def _feed_text(self, text: str) -> list[SSEEvent]:
+        if self._utf8_idle:
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:  # split or invalid: the incremental decoder tells which
+                text = self._decode(data)
+        else:
+            text = self._decode(data)
         if self._at_start and text:
             self._at_start = False
             text = text.removeprefix("\ufeff")
+        if self._skip_lf or "\r" in text:
+            return self._feed_text(text)
+        return self._feed_lf_text(text)
+
+    def close(self) -> list[SSEEvent]:
+        """The body ended: return the events still pending (see the module docstring)."""
+        self._decode(b"", final=True)  # only checks: the strict decoder returns no more text
+        pending = [self._line("".join(self._partial))] if self._partial else []
+        self._partial, self._partial_len = [], 0
+        pending.append(self._dispatch())
+        return [event for event in pending if event is not None]
+
+    def _decode(self, data: bytes, *, final: bool = False) -> str:
+        try:
+            text = self._utf8.decode(data, final)
+        except UnicodeDecodeError as exc:
+            where = "ends inside a UTF-8 character" if final else "is not valid UTF-8"
+            raise SSEDecodeError(f"event stream {where}: {exc}") from None
+        self._utf8_idle = not self._utf8.getstate()[0]
+        return text
+
+    def _feed_lf_text(self, text: str) -> list[SSEEvent]:
+        """``_feed_text`` for text with ``\\n`` line ends only."""
+        if "\n" not in text:
+            if text:
+                self._keep_partial(text)
+            return []
+        lines = text.split("\n")
+        if self._partial:
+            lines[0] = "".join(self._partial) + lines[0]
+            self._partial, self._partial_len = [], 0
+        rest = lines.pop()
+        # What _line and _dispatch do, inlined for the two kinds of line that make up streams.
+        events: list[SSEEvent] = []
+        data = self._data
+        for line in lines:
+            if line.startswith("data:"):
+                value = line[6:] if line.startswith(" ", 5) else line[5:]
+                data.append(value)
+                self._data_len += len(value) + 1
+                self._check_size(self._data_len)
+            elif line:
+                self._line(line)  # never a blank line: it neither dispatches nor replaces _data
+            elif data:
+                events.append(SSEEvent("\n".join(data), self._event or "message"))
+                data = self._data = []
+                self._data_len, self._event = 0, ""
+            else:
+                self._event = ""
+        if rest:
+            self._keep_partial(rest)
+        return events
+
+    def _feed_text(self, text: str) -> list[SSEEvent]:
         if self._skip_lf and text:
             self._skip_lf = False
             text = text.removeprefix("\n")
@@ -96,40 +142,47 @@ class SSEDecoder:
             if self._partial:
                 piece = "".join(self._partial) + piece
                 self._partial, self._partial_len = [], 0
-            events.extend(self._line(piece))
+            if (event := self._line(piece)) is not None:
+                events.append(event)
             pos = match.end()
         rest = text[pos:]
         if text.endswith("\r"):
             self._skip_lf = True
         if rest:
-            self._partial.append(rest)
-            self._partial_len += len(rest)
-            self._check_size(self._partial_len)
+            self._keep_partial(rest)
         return events
 
-    def _line(self, line: str) -> list[SSEEvent]:
+    def _keep_partial(self, text: str) -> None:
+        self._partial.append(text)
+        self._partial_len += len(text)
+        self._check_size(self._partial_len)
+
+    def _line(self, line: str) -> SSEEvent | None:
         if not line:
             return self._dispatch()
         if line.startswith(":"):
-            return []
+            return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
-            self._data.append(value)
-            self._data_len += len(value) + 1
-            self._check_size(self._data_len)
+            self._add_data(value)
         elif name == "event":
             self._event = value
-        return []
+        return None
 
-    def _dispatch(self) -> list[SSEEvent]:
+    def _add_data(self, value: str) -> None:
+        self._data.append(value)
+        self._data_len += len(value) + 1
+        self._check_size(self._data_len)
+
+    def _dispatch(self) -> SSEEvent | None:
         if not self._data:
             self._event = ""
-            return []
+            return None
         event = SSEEvent("\n".join(self._data), self._event or "message")
         self._data, self._data_len, self._event = [], 0, ""
-        return [event]
+        return event
 
     def _check_size(self, size: int) -> None:
         if size > self._max:

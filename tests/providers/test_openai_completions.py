@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+import trio
 
 from gateway.agents.events import Finish, TextDelta, ToolCallDelta, Usage
 from gateway.providers.base import ModelRequest, ProviderError
@@ -311,3 +314,47 @@ async def test_json_answer_is_accepted(up: FakeUpstream) -> None:
         Usage(11, 3),
         Finish("tool_calls"),
     ]
+
+
+@pytest.mark.parametrize(
+    "data", ['{"choices": []', '{"choices": []} {}', '{"choices": []}x', "NaNa", "\ufeff{}"]
+)
+def test_data_that_is_not_one_json_document_is_a_protocol_error(data: str) -> None:
+    with pytest.raises(ProviderError, match="invalid stream chunk") as caught:
+        OpenAIStream("p").feed(SSEEvent(data))
+    assert caught.value.kind == "protocol"
+
+
+def test_content_refusal_and_finish_in_one_delta() -> None:
+    stream = OpenAIStream("p")
+    chunk = {
+        "choices": [
+            {"index": 1, "delta": {"content": "other choice"}},
+            {"index": 0, "delta": {"content": "a", "refusal": "b"}, "finish_reason": "length"},
+        ]
+    }
+    assert stream.feed(SSEEvent(json.dumps(chunk))) == [TextDelta("a"), TextDelta("b")]
+    assert stream.feed(SSEEvent('{"choices": [{"delta": {"content": ["part"]}}]}')) == []
+    assert stream.finish() == [Finish("length")]
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (Script(force_json=True, first_token_delay=60), "Provider 'fake' sent nothing within 5 s"),
+        (
+            Script(force_json=True, fault="hang_mid_stream"),
+            "Provider 'fake' stalled: no data for 7 s",
+        ),
+    ],
+    ids=["first-byte", "idle"],
+)
+async def test_json_answer_deadlines(
+    up: FakeUpstream, script: Script, message: str, autojump_clock: trio.abc.Clock
+) -> None:
+    up.script = script
+    settings = settings_for(up.base_url, first_byte_timeout_seconds=5, idle_timeout_seconds=7)
+    async with open_provider(settings) as provider:
+        with pytest.raises(ProviderError) as caught:
+            await collect(provider)
+    assert (caught.value.kind, caught.value.message) == ("timeout", message)

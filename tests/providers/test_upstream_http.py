@@ -164,6 +164,24 @@ async def test_slow_but_steady_stream_is_not_idle(
         assert text_of(await collect(provider)) == "w0 w1 w2 w3 w4"
 
 
+async def test_a_slow_consumer_is_not_a_stalled_upstream(
+    up: FakeUpstream, api: ProviderApi, autojump_clock: trio.abc.Clock
+) -> None:
+    """The read deadlines cover the upstream only: time spent in ``emit`` (a client that
+    reads slowly) counts for neither the first-byte nor the idle deadline."""
+    up.script = Script(tokens=3, token_delay=1)
+    settings = settings_for(up.base_url, api, first_byte_timeout_seconds=5, idle_timeout_seconds=5)
+    seen: list[object] = []
+
+    async def slow_emit(event: object) -> None:
+        await trio.sleep(20)
+        seen.append(event)
+
+    async with open_provider(settings) as provider:
+        await provider.stream(request(), slow_emit)
+    assert text_of(seen) == "w0 w1 w2"  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("fault", ["reset_mid_stream", "close_mid_stream"])
 async def test_broken_stream(up: FakeUpstream, api: ProviderApi, fault: str) -> None:
     error = await failure(up, api, Script(tokens=4).with_overrides({"fault": fault}))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -123,3 +124,75 @@ def test_size_cap_on_a_line_and_on_an_event() -> None:
     decoder = SSEDecoder(max_event_chars=10)
     with pytest.raises(SSEDecodeError, match="exceeds"):
         decoder.feed(b"data: 01234\ndata: 56789\n")
+
+
+def openai_stream() -> tuple[bytes, list[SSEEvent]]:
+    """A realistic OpenAI stream: role chunk, text deltas (multi-byte characters included), a
+    keep-alive comment, the finish chunk, the usage chunk and ``[DONE]``."""
+    chunks = [{"delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+    chunks += [
+        {"delta": {"content": word}, "finish_reason": None}
+        for word in ["Bonjour", " à", " tous", " 😀", " \u2028ok", " ∑"]
+    ]
+    chunks.append({"delta": {}, "finish_reason": "stop"})
+    datas = [
+        json.dumps(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "choices": [dict(index=0, **c)],
+            },
+            ensure_ascii=False,
+        )
+        for c in chunks
+    ]
+    datas.append('{"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 3}}')
+    body = "".join(f"data: {data}\n\n" for data in datas[:3]) + ": keep-alive\n\n"
+    body += "".join(f"data: {data}\n\n" for data in datas[3:]) + "data: [DONE]\n\n"
+    return body.encode(), [SSEEvent(data) for data in [*datas, "[DONE]"]]
+
+
+def test_openai_stream_split_at_every_byte_gives_the_same_events() -> None:
+    body, events = openai_stream()
+    assert decode(body) == events
+    for cut in range(len(body) + 1):
+        assert decode(body[:cut], body[cut:]) == events, cut
+
+
+def test_openai_stream_in_random_pieces_gives_the_same_events() -> None:
+    body, events = openai_stream()
+    rng = random.Random(11)
+    for _ in range(300):
+        cuts = sorted(rng.sample(range(1, len(body)), rng.randint(2, 12)))
+        pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+        assert decode(*pieces) == events, cuts
+
+
+def test_split_character_then_whole_pieces() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b'data: "\xf0\x9f') == []  # the incremental decoder holds two bytes
+    assert decoder.feed(b'\x98\x80"\n\n') == [SSEEvent('"😀"')]
+    assert decoder.feed(b"data: \xc3\xa9\n\n") == [SSEEvent("é")]  # whole again
+    with pytest.raises(SSEDecodeError, match="not valid UTF-8"):
+        decoder.feed(b"data: \xc3(\n\n")
+
+
+def test_a_character_cut_short_by_the_next_piece_is_an_error() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: \xc3") == []
+    with pytest.raises(SSEDecodeError, match="not valid UTF-8"):
+        decoder.feed(b"abc\n\n")  # valid on its own, not after the byte held back
+
+
+def test_line_ends_may_change_between_pieces() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\n\ndata: b\r") == [SSEEvent("a")]
+    assert decoder.feed(b"\n\r\ndata: c\n") == [SSEEvent("b")]  # "\r" + "\n" is one line end
+    assert decoder.feed(b"event: x\ndata: d\n\n") == [SSEEvent("c\nd", "x")]
+
+
+def test_byte_order_mark_alone_then_events() -> None:
+    assert decode(b"\xef\xbb\xbf", b"data: a\n\n", b"data: \xef\xbb\xbfb\n\n") == [
+        SSEEvent("a"),
+        SSEEvent("\ufeffb"),
+    ]

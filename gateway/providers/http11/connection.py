@@ -1,4 +1,5 @@
-"""One HTTP/1.1 connection: an h11 state machine over a trio stream (TCP, or TLS over TCP).
+"""One HTTP/1.1 connection over a trio stream (TCP, or TLS over TCP): requests written as bytes,
+responses parsed by ``response.ResponseParser``.
 
 A connection carries one exchange at a time: ``send_request``, ``receive_response``, then
 ``receive_data`` until it returns ``None``. Bodies may be chunked, sized by ``Content-Length``
@@ -16,17 +17,12 @@ from __future__ import annotations
 
 import select
 
-import h11
 import trio
 
 from gateway.providers.http11.decoding import ContentDecoder, content_decoder
+from gateway.providers.http11.response import ResponseParser
 from gateway.providers.http11.routing import PreparedRequest
-from gateway.providers.http11.wire import (
-    ConnectionBroken,
-    InvalidResponse,
-    ResponseHead,
-    response_head,
-)
+from gateway.providers.http11.wire import ConnectionBroken, InvalidResponse, ResponseHead
 
 __all__ = ["Connection"]
 
@@ -40,27 +36,22 @@ class Connection:
     def __init__(self, stream: trio.abc.Stream, sock: trio.socket.SocketType) -> None:
         self._stream = stream
         self._socket = sock  # the TCP socket under ``stream``, to close it at once
-        self._h11 = h11.Connection(h11.CLIENT)
+        self._response = ResponseParser()
         self._decoder: ContentDecoder | None = None
-        self._answered = False  # some byte of the current response arrived
-        self._eof = False
-        self._ended = False  # the current response's body ended
+        self._delivered = False  # the current body was handed out to its end
         self._spoiled = False  # a write was refused or an error raised: never reuse
 
     @property
     def reusable(self) -> bool:
         """Whether the last exchange ended cleanly on both sides and the connection may carry
         another one (the upstream did not ask to close, and sent nothing beyond its answer)."""
-        h = self._h11
-        if self._spoiled or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
-            return False
-        return not h.trailing_data[0]
+        return self._delivered and not self._spoiled and self._response.reusable
 
     def start_next_cycle(self) -> None:
         """Prepare a ``reusable`` connection for its next exchange."""
-        self._h11.start_next_cycle()
+        self._response.next_response()
         self._decoder = None
-        self._answered = self._ended = False
+        self._delivered = False
 
     def looks_alive(self) -> bool:
         """For an idle connection: whether its socket has nothing to read, as it should. A
@@ -83,16 +74,12 @@ class Connection:
         the upstream may have answered before closing (an early error status), and
         ``receive_response`` reports what happened.
         """
-        h = self._h11
-        head = h.send(request.head)
-        body = h.send(h11.Data(data=request.body)) if request.body else b""
-        h.send(h11.EndOfMessage())
         try:
-            if len(body) <= _COALESCE_BODY:
-                await self._stream.send_all(head + body)
+            if len(request.body) <= _COALESCE_BODY:
+                await self._stream.send_all(request.head + request.body)
             else:
-                await self._stream.send_all(head)
-                await self._stream.send_all(body)
+                await self._stream.send_all(request.head)
+                await self._stream.send_all(request.body)
         except trio.BrokenResourceError:
             self._spoiled = True
 
@@ -102,40 +89,25 @@ class Connection:
         Raises ``ConnectionBroken`` (``answered`` false if nothing at all arrived) or
         ``InvalidResponse`` (also for a ``Content-Encoding`` that cannot be decoded).
         """
-        while True:
-            event = self._next_event()
-            if event is h11.NEED_DATA:
-                await self._receive_more()
-            elif type(event) is h11.Response:
-                head = response_head(event)
-                try:
-                    self._decoder = content_decoder(head.headers.get("content-encoding"))
-                except InvalidResponse:
-                    self._spoiled = True
-                    raise
-                return head
-            elif type(event) is not h11.InformationalResponse:
-                raise InvalidResponse(f"unexpected {type(event).__name__} before a response")
+        while (head := self._response.head) is None:
+            await self._receive_more()
+        try:
+            self._decoder = content_decoder(head.headers.get("content-encoding"))
+        except InvalidResponse:
+            self._spoiled = True
+            raise
+        return head
 
     async def receive_data(self) -> bytes | None:
         """The next decoded, non-empty part of the body (what already arrived, joined), or
         ``None`` once the body ended. Raises ``ConnectionBroken`` or ``InvalidResponse``."""
-        while not self._ended:
-            parts: list[bytes | bytearray] = []
-            while True:
-                event = self._next_event()
-                if type(event) is h11.Data:
-                    parts.append(event.data)
-                elif event is h11.NEED_DATA:
-                    if parts:
-                        break
-                    await self._receive_more()
-                elif type(event) is h11.EndOfMessage:
-                    self._ended = True
-                    break
-                else:
-                    raise InvalidResponse(f"unexpected {type(event).__name__} in a body")
-            data = b"".join(parts)
+        response = self._response
+        while not self._delivered:
+            data = response.take_body()
+            if not data and not response.ended:
+                await self._receive_more()
+                continue
+            self._delivered = response.ended  # and take_body took all of it
             if self._decoder is not None:
                 data = self._decode(self._decoder, data)
             if data:
@@ -144,24 +116,10 @@ class Connection:
 
     def _decode(self, decoder: ContentDecoder, data: bytes) -> bytes:
         try:
-            return decoder.decode(data) + (decoder.flush() if self._ended else b"")
+            return decoder.decode(data) + (decoder.flush() if self._delivered else b"")
         except InvalidResponse:
             self._spoiled = True  # the framing may be fine, the answer is not: do not reuse
             raise
-
-    def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        try:
-            return self._h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            if not self._eof:
-                raise InvalidResponse(str(exc)) from None
-            if self._answered:
-                raise ConnectionBroken(
-                    f"the connection closed in the middle of the response ({exc})", answered=True
-                ) from None
-            raise ConnectionBroken(
-                "the connection closed without a response", answered=False
-            ) from None
 
     async def _receive_more(self) -> None:
         try:
@@ -171,9 +129,12 @@ class Connection:
             message = (
                 f"the connection was reset ({detail})" if detail else "the connection was reset"
             )
-            raise ConnectionBroken(message, answered=self._answered) from None
-        if data:
-            self._answered = True
-        else:
-            self._eof = True
-        self._h11.receive_data(bytes(data))  # a no-op for bytes, what sockets return
+            raise ConnectionBroken(message, answered=self._response.answered) from None
+        try:
+            if data:
+                self._response.feed(data)
+            else:
+                self._response.feed_eof()
+        except (InvalidResponse, ConnectionBroken):
+            self._spoiled = True
+            raise

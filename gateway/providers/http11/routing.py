@@ -33,16 +33,18 @@ from gateway.providers.http11.wire import (
     InvalidRequest,
     Origin,
     parse_url,
+    request_fields,
     request_head,
 )
 
 __all__ = [
     "PreparedRequest",
     "Proxy",
+    "RequestTemplate",
     "Route",
     "connect_request",
-    "prepare_request",
     "proxy_for",
+    "request_template",
 ]
 
 
@@ -70,11 +72,24 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A request ready to be written on any connection of its ``route``."""
+    """A request ready to be written on any connection of its ``route``: its head and body."""
 
     route: Route
-    head: h11.Request
+    head: bytes
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTemplate:
+    """Everything about a request but its body, worked out and checked once: its route and its
+    head up to the ``Content-Length`` value (see ``wire.request_head``)."""
+
+    route: Route
+    head: bytes = field(repr=False)  # may carry credentials
+
+    def prepare(self, body: bytes) -> PreparedRequest:
+        """The request with ``body``: only its ``Content-Length`` is worked out here."""
+        return PreparedRequest(self.route, self.head + b"%d\r\n\r\n" % len(body), body)
 
 
 def parse_proxy(url: str) -> Proxy:
@@ -116,32 +131,32 @@ def proxy_for(origin: Origin, proxies: Mapping[str, str]) -> Proxy | None:
     return parse_proxy(url)
 
 
-def prepare_request(
+def request_template(
     method: str,
     url: str,
     headers: Sequence[Mapping[str, str]],
-    body: bytes,
     proxies: Mapping[str, str],
-) -> PreparedRequest:
-    """The route and head of a request (``headers`` merged as ``request_head`` merges them).
+) -> RequestTemplate:
+    """The template of requests to ``url`` with ``headers`` (merged as ``request_fields`` merges
+    them; through an HTTP proxy, the proxy's ``Proxy-Authorization`` comes last).
 
+    ``method`` is one whose response has a body framed as usual (not ``HEAD`` or ``CONNECT``).
     Raises ``InvalidRequest`` for a URL, header or proxy setting that cannot be used.
     """
+    if method in ("HEAD", "CONNECT"):
+        raise InvalidRequest(f"unsupported method {method}")
     target = parse_url(url)
     proxy = proxy_for(target.origin, proxies)
     route = Route(target.origin, proxy)
+    host = target.origin.host_header
     if proxy is None or route.tunnel:
-        head = request_head(
-            method, target.path, target.origin.host_header, headers, content_length=len(body)
-        )
+        head = request_head(method, target.path, request_fields(host, headers))
     else:
         groups = list(headers)
         if proxy.authorization is not None:
             groups.append({"Proxy-Authorization": proxy.authorization})
-        head = request_head(
-            method, target.absolute, target.origin.host_header, groups, content_length=len(body)
-        )
-    return PreparedRequest(route, head, body)
+        head = request_head(method, target.absolute, request_fields(host, groups))
+    return RequestTemplate(route, head)
 
 
 def connect_request(route: Route) -> h11.Request:

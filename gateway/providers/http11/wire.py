@@ -30,6 +30,7 @@ __all__ = [
     "ResponseHead",
     "Target",
     "parse_url",
+    "request_fields",
     "request_head",
     "response_head",
 ]
@@ -124,21 +125,13 @@ def parse_url(url: str) -> Target:
     return Target(Origin(scheme, host, port or DEFAULT_PORTS[scheme]), path)
 
 
-def request_head(
-    method: str,
-    target: str,
-    host: str,
-    headers: Iterable[Mapping[str, str]],
-    *,
-    content_length: int,
-) -> h11.Request:
-    """The head of a request with a body of ``content_length`` bytes.
+def request_fields(host: str, headers: Iterable[Mapping[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The header fields of a request, all but ``Content-Length`` (see ``request_head``).
 
-    The head starts with ``Host`` and ``Accept-Encoding: identity``; ``headers`` are merged over
+    They start with ``Host`` and ``Accept-Encoding: identity``; ``headers`` are merged over
     them in order, names compared without case, a later value replacing an earlier one.
     ``Content-Length``, ``Transfer-Encoding``, ``Connection`` and ``Keep-Alive`` are the
-    client's own: a caller's are dropped. Raises ``InvalidRequest`` for a header that cannot be
-    sent (a line break in a value, ...).
+    client's own: a caller's are dropped. Nothing is checked here (``request_head`` does).
     """
     merged: dict[str, tuple[str, str]] = {
         "host": ("Host", host),
@@ -149,11 +142,24 @@ def request_head(
             key = name.lower()
             if key not in _OWN_HEADERS:
                 merged[key] = (name, value)
-    fields = [*merged.values(), ("Content-Length", str(content_length))]
+    return tuple(merged.values())
+
+
+def request_head(method: str, target: str, fields: Iterable[tuple[str, str]]) -> bytes:
+    """The head of a request with ``fields`` (see ``request_fields``) up to the value of its
+    ``Content-Length``, which comes last: ``head + b"%d\\r\\n\\r\\n" % len(body)`` completes it.
+
+    Checked by h11's rules: raises ``InvalidRequest`` for a header that cannot be sent (a line
+    break in a value, ...).
+    """
     try:
-        return h11.Request(method=method, target=target, headers=fields)
+        request = h11.Request(method=method, target=target, headers=list(fields))
     except h11.LocalProtocolError as exc:
         raise InvalidRequest(f"invalid request header: {exc}") from None
+    lines = [b"%s %s HTTP/1.1\r\n" % (request.method, request.target)]
+    lines += [b"%s: %s\r\n" % field for field in request.headers.raw_items()]
+    lines.append(b"Content-Length: ")
+    return b"".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +174,11 @@ class ResponseHead:
         return self.headers.get("content-type", "")
 
 
-def response_head(event: h11.Response) -> ResponseHead:
-    """The ``ResponseHead`` of a parsed h11 response."""
+def response_head(status: int, fields: Iterable[tuple[bytes, bytes]]) -> ResponseHead:
+    """The ``ResponseHead`` of a status and the raw header fields that came with it."""
     headers: dict[str, str] = {}
-    for raw_name, raw_value in event.headers:
-        name = raw_name.decode("ascii")
-        value = raw_value.decode("latin-1")
+    for raw_name, raw_value in fields:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1").strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return ResponseHead(event.status_code, headers)
+    return ResponseHead(status, headers)

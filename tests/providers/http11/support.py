@@ -12,7 +12,7 @@ import h11
 import trio
 import trustme
 
-from gateway.providers.http11 import ConnectionPool, default_ssl_context, prepare_request
+from gateway.providers.http11 import ConnectionPool, default_ssl_context, request_template
 from gateway.providers.http11.routing import PreparedRequest
 
 Handler = Callable[[trio.abc.Stream], Awaitable[None]]
@@ -98,10 +98,19 @@ def answering(*responses: bytes, then_close: bool = False) -> Handler:
     return handler
 
 
+def parse_head(head: bytes) -> h11.Request:
+    """A request head as a server reads it (h11's parser), to check what the client writes."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(head)
+    request = conn.next_event()
+    assert isinstance(request, h11.Request)
+    return request
+
+
 def request_to(
     url: str, body: bytes = b"{}", proxies: dict[str, str] | None = None
 ) -> PreparedRequest:
-    return prepare_request("POST", url, ({"User-Agent": "test"},), body, proxies or {})
+    return request_template("POST", url, ({"User-Agent": "test"},), proxies or {}).prepare(body)
 
 
 async def exchange(pool: ConnectionPool, url: str) -> tuple[int, bytes, bool]:

@@ -13,10 +13,11 @@ from gateway.providers.http11.routing import (
     Route,
     connect_request,
     parse_proxy,
-    prepare_request,
     proxy_for,
+    request_template,
 )
 from gateway.providers.http11.wire import InvalidRequest, Origin
+from tests.providers.http11.support import parse_head
 
 HTTPS = Origin("https", "api.example", 443)
 HTTP = Origin("http", "gpu-box", 8000)
@@ -104,25 +105,29 @@ def test_environment_variables_in_either_case(monkeypatch: pytest.MonkeyPatch) -
     assert proxy_for(Origin("https", "llm.internal.example", 443), proxies) is None
 
 
-def head_of(request: h11.Request) -> dict[str, str]:
+def head_of(request: h11.Request | bytes) -> dict[str, str]:
+    if isinstance(request, bytes):
+        request = parse_head(request)
     return {name.decode(): value.decode() for name, value in request.headers}
 
 
 def test_direct_request_in_origin_form() -> None:
-    prepared = prepare_request("POST", "https://api.example/v1/x?y=1", [{"A": "b"}], b"{}", {})
+    prepared = request_template("POST", "https://api.example/v1/x?y=1", [{"A": "b"}], {}).prepare(
+        b"{}"
+    )
     assert prepared.route == Route(HTTPS)
     assert not prepared.route.tunnel
-    assert prepared.head.target == b"/v1/x?y=1"
+    assert parse_head(prepared.head).target == b"/v1/x?y=1"
     assert head_of(prepared.head)["host"] == "api.example"
     assert prepared.body == b"{}"
 
 
 def test_http_target_through_a_proxy_in_absolute_form() -> None:
     proxies = {"http": "http://u:p@proxy.local:3128"}
-    prepared = prepare_request("POST", "http://gpu-box:8000/v1/x", [{}], b"{}", proxies)
+    prepared = request_template("POST", "http://gpu-box:8000/v1/x", [{}], proxies).prepare(b"{}")
     assert prepared.route == Route(HTTP, Proxy(PROXY, basic("u:p")))
     assert not prepared.route.tunnel
-    assert prepared.head.target == b"http://gpu-box:8000/v1/x"
+    assert parse_head(prepared.head).target == b"http://gpu-box:8000/v1/x"
     headers = head_of(prepared.head)
     assert headers["host"] == "gpu-box:8000"
     assert headers["proxy-authorization"] == basic("u:p")
@@ -130,9 +135,9 @@ def test_http_target_through_a_proxy_in_absolute_form() -> None:
 
 def test_https_target_through_a_tunnel() -> None:
     proxies = {"https": "http://u:p@proxy.local:3128"}
-    prepared = prepare_request("POST", "https://api.example/v1/x", [{}], b"{}", proxies)
+    prepared = request_template("POST", "https://api.example/v1/x", [{}], proxies).prepare(b"{}")
     assert prepared.route.tunnel
-    assert prepared.head.target == b"/v1/x"
+    assert parse_head(prepared.head).target == b"/v1/x"
     assert "proxy-authorization" not in head_of(prepared.head)  # only on the CONNECT
     connect = connect_request(prepared.route)
     assert (connect.method, connect.target) == (b"CONNECT", b"api.example:443")
@@ -146,3 +151,22 @@ def test_connect_without_credentials() -> None:
     connect = connect_request(Route(Origin("https", "::1", 8443), Proxy(PROXY)))
     assert connect.target == b"[::1]:8443"
     assert head_of(connect) == {"host": "[::1]:8443"}
+
+
+def test_a_template_is_checked_once_and_sizes_each_body() -> None:
+    template = request_template("POST", "http://gpu-box:8000/v1/x", [{"A": "b"}], {})
+    small, large = template.prepare(b"{}"), template.prepare(b"x" * 1000)
+    assert small.route == large.route == Route(HTTP)
+    assert head_of(small.head)["content-length"] == "2"
+    assert head_of(large.head)["content-length"] == "1000"
+    assert large.body == b"x" * 1000
+    with pytest.raises(InvalidRequest, match="invalid request header"):
+        request_template("POST", "http://gpu-box:8000/v1/x", [{"A": "b\r\nc: d"}], {})
+    with pytest.raises(InvalidRequest, match="invalid URL"):
+        request_template("POST", "gpu-box/v1/x", [{}], {})
+
+
+@pytest.mark.parametrize("method", ["HEAD", "CONNECT"])
+def test_methods_whose_responses_are_not_framed_as_usual(method: str) -> None:
+    with pytest.raises(InvalidRequest, match="unsupported method"):
+        request_template(method, "http://gpu-box:8000/v1/x", [{}], {})

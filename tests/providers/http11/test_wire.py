@@ -10,9 +10,11 @@ from gateway.providers.http11.wire import (
     Origin,
     Target,
     parse_url,
+    request_fields,
     request_head,
     response_head,
 )
+from tests.providers.http11.support import parse_head
 
 
 @pytest.mark.parametrize(
@@ -57,17 +59,20 @@ def fields(request: h11.Request) -> list[tuple[str, str]]:
     return [(name.decode(), value.decode()) for name, value in request.headers.raw_items()]
 
 
+def complete(head: bytes, content_length: int) -> h11.Request:
+    """``head`` finished as ``RequestTemplate.prepare`` finishes it, read back by h11."""
+    return parse_head(head + b"%d\r\n\r\n" % content_length)
+
+
 def test_request_head_merges_headers_host_first() -> None:
-    head = request_head(
-        "POST",
-        "/v1/x",
+    merged = request_fields(
         "api.example",
         [
             {"User-Agent": "gw", "Accept": "*/*"},
             {"accept": "text/event-stream", "Authorization": "Bearer k"},
         ],
-        content_length=5,
     )
+    head = complete(request_head("POST", "/v1/x", merged), 5)
     assert (head.method, head.target) == (b"POST", b"/v1/x")
     assert fields(head) == [
         ("Host", "api.example"),
@@ -80,9 +85,7 @@ def test_request_head_merges_headers_host_first() -> None:
 
 
 def test_callers_cannot_set_framing_or_connection_headers() -> None:
-    head = request_head(
-        "POST",
-        "/",
+    merged = request_fields(
         "h",
         [
             {
@@ -94,8 +97,8 @@ def test_callers_cannot_set_framing_or_connection_headers() -> None:
                 "Accept-Encoding": "gzip",
             }
         ],
-        content_length=2,
     )
+    head = complete(request_head("POST", "/", merged), 2)
     assert fields(head) == [
         ("Host", "other.example"),
         ("Accept-Encoding", "gzip"),
@@ -109,22 +112,26 @@ def test_callers_cannot_set_framing_or_connection_headers() -> None:
 )
 def test_headers_that_cannot_be_sent(headers: dict[str, str]) -> None:
     with pytest.raises(InvalidRequest, match="invalid request header"):
-        request_head("POST", "/", "h", [headers], content_length=0)
+        request_head("POST", "/", request_fields("h", [headers]))
+
+
+def test_request_head_bytes() -> None:
+    head = request_head("POST", "/v1/x", [("Host", "h:1"), ("X-A", "b")])
+    assert head == b"POST /v1/x HTTP/1.1\r\nHost: h:1\r\nX-A: b\r\nContent-Length: "
 
 
 def test_response_head_lowercases_and_joins_repeated_headers() -> None:
-    event = h11.Response(
-        status_code=429,
-        headers=[
-            ("Content-Type", "application/json"),
-            ("Retry-After", "3"),
-            ("Vary", "a"),
-            ("vary", "b"),
+    head = response_head(
+        429,
+        [
+            (b"Content-Type", b"application/json"),
+            (b"Retry-After", b"3 "),
+            (b"Vary", b"a"),
+            (b"vary", b"b"),
         ],
     )
-    head = response_head(event)
     assert head.status == 429
     assert head.content_type == "application/json"
     assert head.headers["retry-after"] == "3"
     assert head.headers["vary"] == "a, b"
-    assert response_head(h11.Response(status_code=204, headers=[])).content_type == ""
+    assert response_head(204, []).content_type == ""
