@@ -40,9 +40,25 @@ from gateway.settings import (
     WsSettings,
 )
 
-__all__ = ["ConfigError", "load_settings", "parse_settings", "resolve_config_path"]
+__all__ = [
+    "PROVIDER_APIS",
+    "ConfigError",
+    "load_settings",
+    "parse_settings",
+    "resolve_config_path",
+]
 
 logger = logging.getLogger("gateway.config")
+
+# The ``models.providers.<id>.api`` kinds this gateway speaks (``echo`` is built in, not
+# configurable); any other OpenClaw kind is refused at startup.
+PROVIDER_APIS = (
+    "openai-completions",
+    "openai-responses",
+    "anthropic-messages",
+    "google-generative-ai",
+    "ollama",
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _AGENT_ID = re.compile(AGENT_ID_PATTERN + r"\Z")
@@ -125,7 +141,11 @@ def parse_settings(
         level=_LOG_LEVELS[log.choice("level", tuple(_LOG_LEVELS), _LOGGING.level)],
     )
     root.allow("models", "agents", "gateway", "logging")
-    root.child("models").allow("providers", "mode")
+    models = root.child("models")
+    models.allow("providers", "mode")
+    # OpenClaw merges its built-in catalogue with these providers or replaces it; this gateway
+    # has no catalogue, so both mean the same here: validated, then ignored.
+    models.choice("mode", ("merge", "replace"), "merge")
     return Settings(
         gateway=gateway,
         providers=MappingProxyType(providers),
@@ -285,7 +305,8 @@ def _http(node: Reader) -> HttpSettings:
 
 
 def _providers(node: Reader) -> dict[str, ProviderSettings]:
-    providers: dict[str, ProviderSettings] = {"echo": ProviderSettings(id="echo", api="echo")}
+    echo = ProviderSettings(id="echo", api="echo", models=(ModelSettings(id="echo"),))
+    providers: dict[str, ProviderSettings] = {"echo": echo}
     for provider_id in node.names():
         p = node.child(provider_id)
         if provider_id == "echo":
@@ -294,7 +315,13 @@ def _providers(node: Reader) -> dict[str, ProviderSettings]:
             "baseUrl", "apiKey", "api", "headers", "timeoutSeconds", "connectTimeoutSeconds",
             "firstByteTimeoutSeconds", "idleTimeoutSeconds", "models", "auth", "authHeader",
         )  # fmt: skip
-        api = p.choice("api", ("openai-completions", "anthropic-messages"), "openai-completions")
+        api = p.string("api", _PROVIDER.api)
+        if api not in PROVIDER_APIS:
+            p.fail(
+                "api",
+                f"provider {provider_id!r} uses the model API kind {api!r}, which this gateway "
+                f"does not support (supported: {', '.join(PROVIDER_APIS)})",
+            )
         base_url = p.string("baseUrl", None)
         if not base_url:
             p.fail("baseUrl", "required")
@@ -302,7 +329,10 @@ def _providers(node: Reader) -> dict[str, ProviderSettings]:
             p.fail("baseUrl", f"expected an http:// or https:// URL, got {base_url!r}")
         models = []
         for m in p.items("models"):
-            m.allow("id", "name", "contextWindow", "maxTokens", "reasoning", "input", "cost")
+            m.allow(
+                "id", "name", "contextWindow", "maxTokens", "embedding", "reasoning", "input",
+                "cost",
+            )  # fmt: skip
             model_id = m.string("id", None)
             if not model_id:
                 m.fail("id", "required")
@@ -313,6 +343,7 @@ def _providers(node: Reader) -> dict[str, ProviderSettings]:
                     name=m.string("name", None),
                     context_window=m.integer("contextWindow", None, minimum=1),
                     max_tokens=m.integer("maxTokens", None, minimum=1),
+                    embedding=m.boolean("embedding", False),
                 )
             )
         providers[provider_id] = ProviderSettings(

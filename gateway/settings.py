@@ -9,7 +9,14 @@ from types import MappingProxyType
 from typing import Literal
 
 AuthMode = Literal["token", "password", "none"]
-ProviderApi = Literal["openai-completions", "anthropic-messages", "echo"]
+ProviderApi = Literal[
+    "openai-completions",
+    "openai-responses",
+    "anthropic-messages",
+    "google-generative-ai",
+    "ollama",
+    "echo",
+]
 BindMode = Literal["loopback", "lan", "custom"]
 
 DEFAULT_PORT = 18789
@@ -117,10 +124,13 @@ class GatewaySettings:
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
+    """One entry of a provider's ``models``; ``embedding``: an embeddings model."""
+
     id: str
     name: str | None = None
     context_window: int | None = None
     max_tokens: int | None = None
+    embedding: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,16 @@ each, in order, and returns when the model has finished. It raises ``ProviderErr
 failure it can classify. Cancellation is the only way a run stops a provider early: when the
 surrounding cancel scope is cancelled, the provider must close its upstream connection before the
 cancellation propagates (an ``async with`` around the upstream response does exactly that).
+
+Providers whose API has embeddings also implement ``EmbeddingProvider`` (``embed``, returning an
+``EmbeddingResult``); ``supports_embeddings`` tells a caller whether one does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 from gateway.errors import GatewayError
 from gateway.providers.events import ProviderEvent
@@ -118,3 +121,40 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release pooled connections. Called once when the app shuts down."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    """An upstream's embeddings answer, as it gave it.
+
+    ``data``: the OpenAI ``data`` list (``{"object": "embedding", "index", "embedding"}`` each,
+    ``embedding`` a list of floats or a base64 string per ``encoding_format``); ``usage``: its
+    ``usage`` object when it sent one; ``model``: the model it names (else the one asked for).
+    """
+
+    model: str
+    data: Sequence[Mapping[str, Any]]
+    usage: Mapping[str, Any] | None = None
+
+
+class EmbeddingProvider(Protocol):
+    """A provider whose API also computes embeddings."""
+
+    @property
+    def id(self) -> str: ...
+
+    async def embed(
+        self, model: str, inputs: list[str] | list[list[int]], params: Mapping[str, Any]
+    ) -> EmbeddingResult:
+        """Embed every input in one upstream request. ``params``: ``encoding_format`` and
+        ``dimensions`` are passed through (others are not sent).
+
+        Raises ``ProviderError`` (the same kinds as ``stream``). On cancellation the upstream
+        connection is closed before this returns.
+        """
+        ...
+
+
+def supports_embeddings(provider: object) -> TypeGuard[EmbeddingProvider]:
+    """Whether ``provider`` can ``embed`` (a caller answers 400 naming it when it cannot)."""
+    return callable(getattr(provider, "embed", None))

@@ -13,14 +13,27 @@ import trio
 from gateway.agents.events import ProviderEvent, TextDelta, ToolCallDelta
 from gateway.providers.anthropic_messages import AnthropicMessagesProvider
 from gateway.providers.base import ModelRequest, Provider
-from gateway.providers.openai_completions import OpenAICompletionsProvider
+from gateway.providers.google_generative_ai import GoogleGenerativeAIProvider
+from gateway.providers.ollama import OllamaProvider
+from gateway.providers.openai_embeddings import OpenAICompletionsWithEmbeddings
+from gateway.providers.openai_responses import OpenAIResponsesProvider
 from gateway.settings import ModelSettings, ProviderApi, ProviderSettings
+from gateway.testing import FakeUpstream
 from gateway.types import ChatMessage
 
 PROVIDERS: dict[ProviderApi, Any] = {
-    "openai-completions": OpenAICompletionsProvider,
+    "openai-completions": OpenAICompletionsWithEmbeddings,
     "anthropic-messages": AnthropicMessagesProvider,
+    "openai-responses": OpenAIResponsesProvider,
+    "google-generative-ai": GoogleGenerativeAIProvider,
+    "ollama": OllamaProvider,
 }
+
+
+def base_url_for(up: FakeUpstream, api: ProviderApi) -> str:
+    """The ``baseUrl`` a user would configure for ``api`` on the fake upstream (the API root for
+    Gemini and Ollama, ``.../v1`` for the others)."""
+    return up.root_url if api in ("google-generative-ai", "ollama") else up.base_url
 
 
 def settings_for(

@@ -1,0 +1,83 @@
+"""The ``google-generative-ai`` provider: the Gemini API, always streamed.
+
+``POST {root}/v1beta/models/{model}:streamGenerateContent?alt=sse``; ``baseUrl`` may be given with
+or without its ``/v1beta`` (``https://generativelanguage.googleapis.com`` and
+``https://generativelanguage.googleapis.com/v1beta`` both work). Headers: ``x-goog-api-key`` (the
+``apiKey``), then the configured ``headers``. The request is translated by ``gemini_request`` and
+``gemini_schema`` (see there for what is mapped and what is dropped), the answer by
+``gemini_stream.GeminiStream``; a JSON answer (one response object or an array of them) is
+accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from gateway.providers.base import Emit, ModelRequest, ProviderError
+from gateway.providers.gemini_request import gemini_request, gemini_url
+from gateway.providers.gemini_stream import GeminiStream
+from gateway.providers.upstream_http import UpstreamHttp
+from gateway.settings import ProviderSettings
+
+__all__ = ["GoogleGenerativeAIProvider"]
+
+_JSON_LIMIT = 32 * 1024 * 1024
+
+
+class GoogleGenerativeAIProvider:
+    """A ``Provider`` for the Gemini API; one connection pool per instance."""
+
+    def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
+        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
+        own connection pool); the provider closes it in ``aclose``."""
+        self._settings = settings
+        self._http = http if http is not None else UpstreamHttp(settings)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if settings.api_key:
+            headers["x-goog-api-key"] = settings.api_key
+        headers.update(settings.headers)
+        self._headers: Mapping[str, str] = MappingProxyType(headers)
+
+    @property
+    def id(self) -> str:
+        return self._settings.id
+
+    async def stream(self, request: ModelRequest, emit: Emit) -> None:
+        """Stream ``request`` from Gemini, emitting events in order, then one ``Finish``.
+
+        Raises ``ProviderError`` (``bad_request`` when the conversation cannot be translated,
+        before anything is sent). On cancellation the upstream connection is closed before the
+        cancellation propagates.
+        """
+        body = json.dumps(
+            gemini_request(request, self.id), ensure_ascii=False, separators=(",", ":")
+        )
+        url = gemini_url(self._settings.base_url, request.model)
+        translator = GeminiStream(self.id)
+        async with self._http.open_stream(
+            url, body=body.encode(), headers=self._headers
+        ) as upstream:
+            if "json" in upstream.content_type.lower():
+                document = _parse_json(self.id, await upstream.read_all(_JSON_LIMIT))
+                for chunk in document if isinstance(document, list) else [document]:
+                    for event in translator.feed_chunk(chunk):
+                        await emit(event)
+            else:
+                await upstream.relay_events(translator, emit)
+        for event in translator.finish():
+            await emit(event)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _parse_json(provider: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ProviderError(
+            "protocol", f"Provider '{provider}' sent invalid JSON", provider=provider
+        ) from None

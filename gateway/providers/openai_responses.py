@@ -1,0 +1,92 @@
+"""The ``openai-responses`` provider: OpenAI's Responses API, always streamed, plus embeddings.
+
+``POST {baseUrl}/responses`` (``baseUrl`` usually ends in ``/v1``, as for ``openai-completions``)
+with ``Authorization: Bearer <apiKey>`` and the configured headers. The request is built by
+``responses_wire.responses_request`` (``stream: true``, ``store: false``; what is mapped and what
+is dropped is listed there), the event stream translated by ``responses_stream.ResponsesStream``.
+A 2xx JSON answer (an upstream or proxy that ignores ``stream``) is translated from the whole
+response object. Embeddings: ``POST {baseUrl}/embeddings`` (see ``openai_embeddings``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, ProviderError
+from gateway.providers.openai_embeddings import OpenAIEmbeddings
+from gateway.providers.responses_stream import ResponsesStream
+from gateway.providers.responses_wire import response_events, responses_request
+from gateway.providers.upstream_http import UpstreamHttp
+from gateway.settings import ProviderSettings
+
+__all__ = ["OpenAIResponsesProvider"]
+
+_JSON_LIMIT = 32 * 1024 * 1024
+
+
+class OpenAIResponsesProvider:
+    """A ``Provider`` (and ``EmbeddingProvider``) for the Responses API; one connection pool."""
+
+    def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
+        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
+        own connection pool); the provider closes it in ``aclose``."""
+        self._settings = settings
+        self._http = http if http is not None else UpstreamHttp(settings)
+        self._url = settings.base_url.rstrip("/") + "/responses"
+        self._embeddings = OpenAIEmbeddings(settings, self._http)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        headers.update(settings.headers)
+        self._headers: Mapping[str, str] = MappingProxyType(headers)
+
+    @property
+    def id(self) -> str:
+        return self._settings.id
+
+    async def stream(self, request: ModelRequest, emit: Emit) -> None:
+        """Stream ``request`` from the upstream, emitting events in order, then one ``Finish``.
+
+        Raises ``ProviderError`` (``bad_request`` when the conversation cannot be translated,
+        before anything is sent). On cancellation the upstream connection is closed before the
+        cancellation propagates.
+        """
+        body = json.dumps(
+            responses_request(request, self.id), ensure_ascii=False, separators=(",", ":")
+        )
+        translator = ResponsesStream(self.id)
+        async with self._http.open_stream(
+            self._url, body=body.encode(), headers=self._headers
+        ) as upstream:
+            if "json" in upstream.content_type.lower():
+                document = _parse_object(self.id, await upstream.read_all(_JSON_LIMIT))
+                for event in response_events(document, self.id):
+                    await emit(event)
+                return
+            await upstream.relay_events(translator, emit)
+        for event in translator.finish():
+            await emit(event)
+
+    async def embed(
+        self, model: str, inputs: list[str] | list[list[int]], params: Mapping[str, Any]
+    ) -> EmbeddingResult:
+        """See ``EmbeddingProvider.embed``."""
+        return await self._embeddings.embed(model, inputs, params)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _parse_object(provider: str, data: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(data)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise ProviderError(
+            "protocol", f"Provider '{provider}' sent invalid JSON", provider=provider
+        )
+    return document

@@ -1,0 +1,284 @@
+"""Client → gateway → fake upstream speaking the Responses, Gemini and Ollama APIs, all real HTTP on
+loopback: relaying (streaming and not), tools both ways, usage, parameters, error mapping,
+fallbacks, and the upstream seeing its connection close when the client leaves."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from gateway.testing import FakeToolCall, FakeUpstream, Script, open_fake_upstream
+from tests.harness import AUTH, Server, start_server
+from tests.rawhttp import open_request, read_until
+
+APIS = ["openai-responses", "google-generative-ai", "ollama"]
+LIMIT = 0.1
+PATHS = {
+    "openai-responses": "/v1/responses",
+    "google-generative-ai": "/v1beta/models/m:streamGenerateContent?alt=sse",
+    "ollama": "/api/chat",
+}
+
+
+@pytest.fixture
+async def up() -> AsyncIterator[FakeUpstream]:
+    async with open_fake_upstream() as upstream:
+        yield upstream
+
+
+def base_url(up: FakeUpstream, api: str) -> str:
+    return up.base_url if api == "openai-responses" else up.root_url
+
+
+async def serve(
+    nursery: trio.Nursery, up: FakeUpstream, api: str, fallbacks: list[str] | None = None
+) -> Server:
+    model: Any = "fake/m" if fallbacks is None else {"primary": "fake/m", "fallbacks": fallbacks}
+    config = {
+        "models": {
+            "providers": {
+                "fake": {"baseUrl": base_url(up, api), "api": api, "apiKey": "sk-test"},
+                "backup": {"baseUrl": up.base_url, "api": "openai-completions"},
+            }
+        },
+        "agents": {"defaults": {"model": model}},
+    }
+    return await start_server(nursery, config)
+
+
+async def chat(server: Server, **body: Any) -> httpx.Response:
+    body.setdefault("messages", [{"role": "user", "content": "hi"}])
+    async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=10) as client:
+        return await client.post("/v1/chat/completions", json=body)
+
+
+def sse(response: httpx.Response) -> list[Any]:
+    out = []
+    for block in response.text.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[6:]
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_content_and_usage_relayed_exactly(
+    nursery: trio.Nursery, up: FakeUpstream, api: str
+) -> None:
+    server = await serve(nursery, up, api)
+    text = 'Grüße, 世界! «quotes» "and" \\ backslashes\nnew line'
+    up.enqueue(Script(text=text, prompt_tokens=13))
+    plain = await chat(server)
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["choices"][0]["message"]["content"] == text
+    assert plain.json()["choices"][0]["finish_reason"] == "stop"
+    assert plain.json()["usage"]["prompt_tokens"] == 13
+    up.enqueue(Script(text=text, prompt_tokens=13))
+    streamed = await chat(server, stream=True, stream_options={"include_usage": True})
+    events = sse(streamed)
+    chunks = [e for e in events[:-1] if e["choices"]]
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in chunks) == text
+    assert events[-2]["usage"]["prompt_tokens"] == 13
+    assert events[-1] == "[DONE]"
+    assert [record.path for record in up.requests] == [PATHS[api]] * 2
+    assert up.requests[0].body.get("stream", True) is True  # always streamed from upstream
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_tools_both_ways(nursery: trio.Nursery, up: FakeUpstream, api: str) -> None:
+    server = await serve(nursery, up, api)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "additionalProperties": False,
+                },
+            },
+        }
+    ]
+    call = FakeToolCall(name="get_weather", arguments='{"city": "Paris"}')
+    up.enqueue(Script(text="", tool_calls=(call,)))
+    first = await chat(server, tools=tools, stream=True)
+    events = sse(first)
+    deltas = [e["choices"][0]["delta"] for e in events[:-1] if e["choices"]]
+    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert calls[0]["id"] and calls[0]["function"]["name"] == "get_weather"
+    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Paris"}
+    assert events[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    call_id = calls[0]["id"]
+    up.enqueue(Script(text="", tool_calls=(call,)))
+    plain = await chat(server, tools=tools)
+    choice = plain.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    up.enqueue(Script(text="It is sunny."))
+    follow_up = await chat(
+        server,
+        tools=tools,
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21 C"},
+        ],
+    )
+    assert follow_up.json()["choices"][0]["message"]["content"] == "It is sunny."
+    sent = json.dumps(up.requests[2].body)
+    assert "sunny, 21 C" in sent and "get_weather" in sent
+    assert "get_weather" in json.dumps(up.requests[0].body)
+    if api == "google-generative-ai":  # a key Gemini rejects is not sent
+        declaration = up.requests[0].body["tools"][0]["functionDeclarations"][0]
+        assert declaration["parameters"] == {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+        }
+
+
+async def test_parameters_reach_each_upstream_in_its_shape(
+    nursery: trio.Nursery, up: FakeUpstream
+) -> None:
+    params = {"temperature": 0.2, "top_p": 0.9, "max_tokens": 50, "stop": ["##"], "seed": 7}
+    seen = {}
+    for api in APIS:
+        server = await serve(nursery, up, api)
+        response = await chat(server, **params)
+        assert response.status_code == 200, response.text
+        seen[api] = up.requests[-1].body
+    responses, gemini, ollama = (seen[api] for api in APIS)
+    assert (responses["temperature"], responses["top_p"], responses["max_output_tokens"]) == (
+        0.2,
+        0.9,
+        50,
+    )
+    assert "stop" not in responses and "seed" not in responses
+    assert gemini["generationConfig"] == {
+        "temperature": 0.2,
+        "topP": 0.9,
+        "seed": 7,
+        "maxOutputTokens": 50,
+        "stopSequences": ["##"],
+    }
+    assert ollama["options"] == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "seed": 7,
+        "stop": ["##"],
+        "num_predict": 50,
+    }
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize(
+    ("script", "status", "check"),
+    [
+        ({"status": 400, "error_message": "context too long"}, 400, "context too long"),
+        ({"status": 401}, 502, "fake"),
+        ({"status": 429, "retry_after": "12"}, 429, None),
+        ({"status": 500}, 502, None),
+        ({"status": 502, "error_content_type": "text/html"}, 502, None),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_error_mapping(
+    nursery: trio.Nursery,
+    up: FakeUpstream,
+    api: str,
+    script: dict[str, Any],
+    status: int,
+    check: str | None,
+    stream: bool,
+) -> None:
+    server = await serve(nursery, up, api)
+    up.enqueue(Script().with_overrides(script))
+    response = await chat(server, stream=stream)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    if check:
+        assert check in error["message"]
+    if status == 429:
+        assert response.headers["retry-after"] == "12"
+    assert "<html" not in response.text.lower()
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_error_mid_stream_is_an_sse_error(
+    nursery: trio.Nursery, up: FakeUpstream, api: str
+) -> None:
+    server = await serve(nursery, up, api)
+    up.enqueue(Script(tokens=5, fault="error_event", fault_after=2))
+    response = await chat(server, stream=True)
+    events = sse(response)
+    assert response.status_code == 200
+    assert "error" in events[-2] and events[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_fallback_to_another_provider(
+    nursery: trio.Nursery, up: FakeUpstream, api: str
+) -> None:
+    server = await serve(nursery, up, api, fallbacks=["backup/b"])
+    up.enqueue(Script(status=503), Script(text="from the backup"))
+    response = await chat(server)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "from the backup"
+    assert [record.path for record in up.requests] == [PATHS[api], "/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize(
+    ("phase", "script", "stream"),
+    [
+        ("before the first token", {"first_token_delay": 30}, True),
+        ("mid-stream", {"tokens": 10_000, "token_delay": 0.005}, True),
+        ("non-streaming, mid-stream", {"tokens": 10_000, "token_delay": 0.005}, False),
+    ],
+)
+async def test_disconnect_closes_the_upstream(
+    nursery: trio.Nursery,
+    up: FakeUpstream,
+    api: str,
+    phase: str,
+    script: dict[str, Any],
+    stream: bool,
+) -> None:
+    server = await serve(nursery, up, api)
+    up.enqueue(Script().with_overrides(script))
+    client = await open_request(
+        server.url, {"stream": stream, "messages": [{"role": "user", "content": "go"}]}
+    )
+    record = await up.wait_request(0)
+    if "mid-stream" in phase:
+        await record.wait_for("first_byte")
+        if stream:
+            await read_until(client, b'"content":"w0')
+    else:
+        await record.wait_for("headers_sent")
+    closed_at = time.monotonic()
+    await client.aclose()
+    with trio.fail_after(2):
+        await record.closed.wait()
+    assert record.closed_at is not None
+    latency = record.closed_at - closed_at
+    assert latency < LIMIT, f"{phase}: upstream closed {latency * 1000:.1f} ms after the client"
+    assert record.close_cause in ("client_eof", "client_reset")
