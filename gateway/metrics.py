@@ -25,6 +25,8 @@ from gateway.agents.run import Ending, Run
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _ROUTES = (
     "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/embeddings",
     "/v1/models",
     "/health",
     "/healthz",
@@ -40,6 +42,10 @@ def route_label(path: str) -> str:
         return path
     if path.startswith("/v1/models/"):
         return "/v1/models/{id}"
+    if path.startswith("/v1/responses/"):
+        if path.endswith("/input_items"):
+            return "/v1/responses/{id}/input_items"
+        return "/v1/responses/{id}"
     if path.startswith("/sessions/"):
         if path.endswith("/history"):
             return "/sessions/{key}/history"

@@ -15,6 +15,7 @@ import uuid
 import trio
 
 from gateway.agents.events import RunEvent, RunFailed, Usage
+from gateway.agents.models import chat_model
 from gateway.agents.reply import Reply
 from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import RunRequest
@@ -56,6 +57,7 @@ class ChatCompletions:
             exchange.header(b"x-openclaw-agent-id") or exchange.header(b"x-openclaw-agent"),
             chat.model,
         )
+        model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
         session = resolve_session(agent.id, exchange.header(b"x-openclaw-session-key"), chat.user)
         run = self.runtime.open_run(
             RunRequest(
@@ -64,6 +66,7 @@ class ChatCompletions:
                 session=session,
                 messages=chat.messages,
                 system=chat.system,
+                model=model,
                 params=chat.params,
                 send_timeout=http.send_timeout_seconds,
                 stream=chat.stream,

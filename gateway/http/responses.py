@@ -22,6 +22,7 @@ import trio
 from quart import Response, request
 
 from gateway.agents.events import RunEvent, RunFailed
+from gateway.agents.models import chat_model
 from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
@@ -70,6 +71,7 @@ class ResponsesApi:
             exchange.header(b"x-openclaw-agent-id") or exchange.header(b"x-openclaw-agent"),
             req.model,
         )
+        model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
         session = resolve_session(
             agent.id, exchange.header(b"x-openclaw-session-key"), req.user, "openresponses"
         )
@@ -105,6 +107,7 @@ class ResponsesApi:
                 session=session,
                 messages=conversation.messages,
                 system="\n\n".join(system) or None,
+                model=model,
                 params=_params(req),
                 send_timeout=http.send_timeout_seconds,
                 stream=req.stream,

@@ -21,6 +21,7 @@ from gateway.errors import GatewayError, error_body
 from gateway.http.chat import ChatCompletions
 from gateway.http.common import json_response, method_not_allowed, not_found
 from gateway.http.direct import DirectRoutes
+from gateway.http.embeddings import Embeddings
 from gateway.http.guard import View, guarded
 from gateway.http.health import Probes
 from gateway.http.models import Models
@@ -54,11 +55,13 @@ class Routes:
     chat: ChatCompletions
     responses: ResponsesApi
     models: Models
+    embeddings: Embeddings
 
     def configure(self, settings: Settings) -> None:
         self.settings = settings
         self.chat.http = settings.gateway.http
         self.responses.http = settings.gateway.http
+        self.embeddings.http = settings.gateway.http
         self.models.agents = settings.agents
 
     def chat_enabled(self) -> bool:
@@ -91,6 +94,7 @@ def register_routes(
         ChatCompletions(http, runtime),
         ResponsesApi(http, runtime, responses),
         Models(settings.agents),
+        Embeddings(http, runtime),
     )
     probes = Probes(is_ready, stores_ok)
     sessions = Sessions(runtime)
@@ -113,6 +117,7 @@ def register_routes(
     responses_enabled = routes.responses_enabled
     direct.add("/v1/chat/completions", routes.chat, WRITE, enabled=chat_enabled)
     direct.add("/v1/responses", routes.responses, WRITE, enabled=responses_enabled)
+    direct.add("/v1/embeddings", routes.embeddings, WRITE, enabled=chat_enabled)
     route("/v1/responses/<response_id>", "response", routes.responses.retrieve,
           ("GET", "HEAD", "DELETE"), enabled=responses_enabled)  # fmt: skip
     route("/v1/responses/<response_id>/input_items", "response_input_items",

@@ -15,8 +15,10 @@ from typing import Any
 import trio
 
 from gateway.agents.events import AbortReason
+from gateway.agents.models import chat_model
 from gateway.agents.routing import RESERVED_SESSION_PREFIXES
 from gateway.agents.runtime import AgentRuntime
+from gateway.errors import InvalidRequest
 from gateway.settings import AgentSettings, AgentsSettings, ModelChoice, Settings
 from gateway.types import JSONObject
 from gateway.ws.hub import FinishedRun, Hub
@@ -152,18 +154,13 @@ class RunMethods:
         return agent
 
     def _model(self, ref: str, p: Params) -> ModelChoice:
-        provider_id, _, model = ref.partition("/")
-        if not provider_id or not model:
-            raise invalid_params(p.method, "model must be a provider/model reference", "model")
+        """``provider/model`` or a bare id one provider declares (``gateway.agents.models``)."""
         try:
-            self.runtime.providers.resolve(ref)
-        except KeyError:
+            choice = chat_model(ref, self.runtime.providers.catalog)
+        except InvalidRequest:
             raise invalid_params(p.method, f"unknown model: {ref}", "model") from None
-        declared = self.settings.providers.get(provider_id)
-        known = {m.id for m in declared.models} if declared is not None else set()
-        if known and model not in known:
-            raise invalid_params(p.method, f"unknown model: {ref}", "model")
-        return ModelChoice(ref)
+        assert choice is not None
+        return choice
 
 
 def agent_in_key(session_key: str) -> str | None:
