@@ -33,8 +33,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from gateway.providers.base import Emit, ModelRequest, ProviderError
+from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, ProviderError
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.upstream_errors import error_from_event
 from gateway.providers.upstream_http import UpstreamHttp
 from gateway.providers.upstream_sse import SSEEvent
@@ -193,6 +194,7 @@ class OpenAICompletionsProvider:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         headers.update(settings.headers)
         self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._embeddings = OpenAIEmbeddings(settings, self._http)
 
     @property
     def id(self) -> str:
@@ -217,6 +219,12 @@ class OpenAICompletionsProvider:
                 await upstream.relay_events(translator, emit)
         for event in translator.finish():
             await emit(event)
+
+    async def embed(
+        self, model: str, inputs: list[str] | list[list[int]], params: Mapping[str, Any]
+    ) -> EmbeddingResult:
+        """``POST {baseUrl}/embeddings`` (see ``EmbeddingProvider.embed``)."""
+        return await self._embeddings.embed(model, inputs, params)
 
     async def aclose(self) -> None:
         await self._http.aclose()

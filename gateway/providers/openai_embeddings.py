@@ -8,9 +8,8 @@ One request carries the whole input array: ``{"model", "input", "encoding_format
 that is not JSON, or has no ``data`` list, is a ``protocol`` error; a 2xx body with an ``error``
 member raises that error.
 
-``OpenAIEmbeddings`` is the mechanism; ``OpenAICompletionsWithEmbeddings`` is the
-``openai-completions`` provider with it (the registry builds that one), sharing its connection
-pool.
+``OpenAIEmbeddings`` is used by the ``openai-completions`` and ``openai-responses`` providers,
+on their own connection pools.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.providers.base import EmbeddingResult, ProviderError
-from gateway.providers.openai_completions import OpenAICompletionsProvider
 from gateway.providers.upstream_errors import error_from_event
 from gateway.providers.upstream_http import UpstreamHttp
 from gateway.settings import ProviderSettings
@@ -29,7 +27,6 @@ from gateway.types import JSONObject
 
 __all__ = [
     "EMBEDDING_PARAMS",
-    "OpenAICompletionsWithEmbeddings",
     "OpenAIEmbeddings",
     "embeddings_body",
     "embeddings_result",
@@ -99,18 +96,3 @@ class OpenAIEmbeddings:
         ) as upstream:
             data = await upstream.read_all(_RESPONSE_LIMIT)
         return embeddings_result(self._settings.id, model, data)
-
-
-class OpenAICompletionsWithEmbeddings(OpenAICompletionsProvider):
-    """The ``openai-completions`` provider plus ``embed``, on one connection pool."""
-
-    def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
-        http = http if http is not None else UpstreamHttp(settings)
-        super().__init__(settings, http=http)
-        self._embeddings = OpenAIEmbeddings(settings, http)
-
-    async def embed(
-        self, model: str, inputs: list[str] | list[list[int]], params: Mapping[str, Any]
-    ) -> EmbeddingResult:
-        """See ``EmbeddingProvider.embed``."""
-        return await self._embeddings.embed(model, inputs, params)

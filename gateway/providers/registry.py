@@ -11,7 +11,7 @@ from gateway.providers.base import Provider
 from gateway.providers.echo import EchoProvider
 from gateway.providers.google_generative_ai import GoogleGenerativeAIProvider
 from gateway.providers.ollama import OllamaProvider
-from gateway.providers.openai_embeddings import OpenAICompletionsWithEmbeddings
+from gateway.providers.openai_completions import OpenAICompletionsProvider
 from gateway.providers.openai_responses import OpenAIResponsesProvider
 from gateway.settings import ModelSettings, ProviderSettings
 
@@ -21,7 +21,7 @@ def build_provider(settings: ProviderSettings) -> Provider:
     if settings.api == "echo":
         return EchoProvider(settings.id)
     if settings.api == "openai-completions":
-        return OpenAICompletionsWithEmbeddings(settings)
+        return OpenAICompletionsProvider(settings)
     if settings.api == "openai-responses":
         return OpenAIResponsesProvider(settings)
     if settings.api == "anthropic-messages":

@@ -15,14 +15,14 @@ from gateway.providers.anthropic_messages import AnthropicMessagesProvider
 from gateway.providers.base import ModelRequest, Provider
 from gateway.providers.google_generative_ai import GoogleGenerativeAIProvider
 from gateway.providers.ollama import OllamaProvider
-from gateway.providers.openai_embeddings import OpenAICompletionsWithEmbeddings
+from gateway.providers.openai_completions import OpenAICompletionsProvider
 from gateway.providers.openai_responses import OpenAIResponsesProvider
 from gateway.settings import ModelSettings, ProviderApi, ProviderSettings
 from gateway.testing import FakeUpstream
 from gateway.types import ChatMessage
 
 PROVIDERS: dict[ProviderApi, Any] = {
-    "openai-completions": OpenAICompletionsWithEmbeddings,
+    "openai-completions": OpenAICompletionsProvider,
     "anthropic-messages": AnthropicMessagesProvider,
     "openai-responses": OpenAIResponsesProvider,
     "google-generative-ai": GoogleGenerativeAIProvider,
