@@ -90,12 +90,14 @@ class Gateway:
         self.routes.configure(settings)
         self.ws.configure(settings)
         self.asgi.cors = CorsPolicy(settings.gateway.http.cors_allow_origins).active()
+        self.asgi.trusted_proxies = settings.gateway.trusted_proxies
         self.settings = settings
         logger.info("configuration reloaded")
 
     async def stop_runs(self, grace: float) -> None:
         """Steps 2 and 3 of a shutdown (see ``gateway.lifecycle``): let in-flight runs finish
-        for ``grace`` seconds, then abort the rest and close the WebSocket connections."""
+        for ``grace`` seconds, then abort the rest and close the WebSocket connections and
+        the live history streams."""
         with trio.move_on_after(grace):
             await self.runtime.wait_idle()
         aborted = self.runtime.abort_runs(AbortReason.SHUTDOWN)
@@ -177,7 +179,11 @@ def create_app(
         ws.hub.relay = stores.relay
         stores.connect_relay(ws.hub.deliver_remote)
     asgi = GatewayASGI(
-        quart, direct=direct, metrics=metrics, cors=CorsPolicy(http.cors_allow_origins)
+        quart,
+        direct=direct,
+        metrics=metrics,
+        cors=CorsPolicy(http.cors_allow_origins),
+        trusted_proxies=settings.gateway.trusted_proxies,
     )
     gateway = Gateway(
         asgi, quart, settings, runtime, lifecycle, ws, metrics, routes, guard.authenticator

@@ -16,6 +16,8 @@
 - Adds security headers and ``X-Request-Id`` (the client's, else a new one) to every response
   (the security headers also to a WebSocket's 101), answers CORS preflights, counts requests
   and writes one access log line per request.
+- Resolves the client's address behind trusted proxies once per request, into the scope
+  (``gateway.client_address``), for everything downstream and the access log.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from hypercorn.typing import (
     Scope,
 )
 
+from gateway.client_address import ProxyNetwork, resolve_scope, scope_client
 from gateway.cors import CorsPolicy
 from gateway.http.direct import DirectRoutes
 from gateway.http.exchange import Exchange
@@ -99,11 +102,13 @@ class GatewayASGI:
         direct: DirectRoutes | None = None,
         metrics: Metrics | None = None,
         cors: CorsPolicy | None = None,
+        trusted_proxies: tuple[ProxyNetwork, ...] = (),
     ) -> None:
         self.app = app
         self.direct = direct
         self.metrics = metrics
         self.cors = cors.active() if cors is not None else None
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -111,6 +116,8 @@ class GatewayASGI:
         if sniffio.current_async_library() != "trio":
             await _refuse(scope, receive, send)
             return
+        if self.trusted_proxies and scope["type"] in ("http", "websocket"):
+            resolve_scope(cast(dict[str, object], scope), self.trusted_proxies)
         if scope["type"] == "websocket":
             await self.app(scope, receive, _with_security_headers(send))
             return
@@ -201,6 +208,7 @@ class GatewayASGI:
             fields: dict[str, object] = {
                 "method": method,
                 "path": path,
+                "client": scope_client(scope),
                 "status": status,
                 "bytes": sent,
                 "duration_ms": round((time.monotonic() - started) * 1000, 2),

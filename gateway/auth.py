@@ -3,6 +3,8 @@
 The same ``Authenticator`` serves HTTP (``Authorization: Bearer``) and the WebSocket ``connect``
 frame. Secrets are compared in constant time. The rate limit is per worker process and bounded in
 memory; it counts wrong secrets only (a missing one is not an attempt) and a success resets it.
+The client is the address ``gateway.client_address`` resolved: behind a trusted proxy, the
+forwarded client, for the rate limit, its loopback exemption and mode ``none`` alike.
 """
 
 from __future__ import annotations
@@ -127,8 +129,12 @@ class Authenticator:
         return self.settings.mode
 
     def check(self, presented: str | None, client: str | None) -> AuthResult:
-        """Check ``presented`` from address ``client``; counts wrong secrets when rate-limited."""
+        """Check ``presented`` from address ``client``; counts wrong secrets when rate-limited.
+        Mode ``none`` lets in loopback clients only (a client forwarded by a trusted proxy on
+        loopback is refused unless it is on loopback itself)."""
         if self.settings.mode == "none":
+            if client is not None and not is_loopback(client):
+                return AuthResult("invalid")
             return AuthResult("ok")
         limiter = self._limiter
         key = client or "unknown"

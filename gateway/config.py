@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import json5
 
+from gateway.client_address import ProxyNetwork, proxy_network
 from gateway.config_reader import ConfigError, Reader
 from gateway.settings import (
     AGENT_ID_PATTERN,
@@ -204,6 +205,7 @@ def _gateway(node: Reader, env: Mapping[str, str]) -> GatewaySettings:
         shutdown_grace_seconds=node.number(
             "shutdownGraceSeconds", _GATEWAY.shutdown_grace_seconds, minimum=0
         ),
+        trusted_proxies=_trusted_proxies(node),
     )
     node.child("ws").allow("detachRunsOnClose")
     node.child("store").allow("shared", "url")
@@ -212,6 +214,19 @@ def _gateway(node: Reader, env: Mapping[str, str]) -> GatewaySettings:
             "auth.mode", f'"none" is refused when binding beyond loopback ({settings.bind_host})'
         )
     return settings
+
+
+def _trusted_proxies(node: Reader) -> tuple[ProxyNetwork, ...]:
+    """``gateway.trustedProxies``: addresses or CIDR networks, parsed once here."""
+    networks = []
+    for i, entry in enumerate(node.string_list("trustedProxies")):
+        try:
+            networks.append(proxy_network(entry))
+        except ValueError:
+            node.fail(
+                f"trustedProxies[{i}]", f"expected an IP address or CIDR network, got {entry!r}"
+            )
+    return tuple(networks)
 
 
 def _store(node: Reader, env: Mapping[str, str]) -> StoreSettings:
@@ -305,7 +320,7 @@ def _http(node: Reader) -> HttpSettings:
 
 
 def _providers(node: Reader) -> dict[str, ProviderSettings]:
-    echo = ProviderSettings(id="echo", api="echo", models=(ModelSettings(id="echo"),))
+    echo = ProviderSettings(id="echo", api="echo", models=(ModelSettings(id="echo", name="Echo"),))
     providers: dict[str, ProviderSettings] = {"echo": echo}
     for provider_id in node.names():
         p = node.child(provider_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -112,6 +113,8 @@ class GatewaySettings:
     ws: WsSettings = WsSettings()
     store: StoreSettings = StoreSettings()
     shutdown_grace_seconds: float = 3.0
+    # The proxies whose forwarding headers name the client (see ``gateway.client_address``).
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
     @property
     def bind_host(self) -> str:

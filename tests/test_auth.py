@@ -39,6 +39,14 @@ def test_modes() -> None:
     assert not Authenticator(AuthSettings(mode="token")).check("", None).ok
 
 
+def test_mode_none_lets_in_loopback_clients_only() -> None:
+    # A client a trusted proxy on loopback forwards for is not on loopback itself.
+    none = Authenticator(AuthSettings(mode="none"))
+    assert none.check(None, "127.0.0.1").ok and none.check(None, "::1").ok
+    assert none.check("anything", None).ok  # no address (a Unix socket)
+    assert none.check(None, "203.0.113.7").outcome == "invalid"
+
+
 def test_rate_limit_window_lockout_and_reset() -> None:
     now = [0.0]
     limit = RateLimitSettings(max_attempts=3, window_ms=10_000, lockout_ms=60_000)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,37 @@ def test_auth_mode_and_env_fallbacks() -> None:
     assert settings.gateway.auth.token == "cfg"
     settings, _ = parse({"gateway": {"auth": {"mode": "none"}}})
     assert settings.gateway.auth.secret is None
+
+
+def test_trusted_proxies() -> None:
+    settings, warnings = parse({"gateway": {"trustedProxies": ["10.0.0.0/8", "127.0.0.1", "::1"]}})
+    assert warnings == []
+    assert settings.gateway.trusted_proxies == (
+        IPv4Network("10.0.0.0/8"),
+        IPv4Network("127.0.0.1/32"),
+        IPv6Network("::1/128"),
+    )
+    hash(settings.gateway)  # frozen and hashable, like the rest
+    assert parse({})[0].gateway.trusted_proxies == ()
+    assert parse({"gateway": {"trustedProxies": []}})[0].gateway.trusted_proxies == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            ["127.0.0.1", "proxy.local"],
+            "cfg.json5: gateway.trustedProxies[1]: expected an IP address or CIDR network, "
+            "got 'proxy.local'",
+        ),
+        (["10.0.0.0/33"], "gateway.trustedProxies[0]: expected an IP address or CIDR network"),
+        ([""], "gateway.trustedProxies[0]: expected an IP address or CIDR network, got ''"),
+        ([10], "cfg.json5: gateway.trustedProxies[0]: expected a string, got a number"),
+        ("127.0.0.1", "cfg.json5: gateway.trustedProxies: expected an array of strings"),
+    ],
+)
+def test_trusted_proxies_errors(value: Any, expected: str) -> None:
+    assert expected in error_of({"gateway": {"trustedProxies": value}})
 
 
 def test_agents_and_providers() -> None:

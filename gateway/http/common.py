@@ -9,6 +9,7 @@ from typing import Any
 from quart import Request, Response
 
 from gateway.auth import Authenticator, bearer_secret, is_loopback
+from gateway.client_address import scope_client
 from gateway.errors import GatewayError, error_body
 
 logger = logging.getLogger("gateway.http")
@@ -48,11 +49,9 @@ class AuthGuard:
     ) -> GatewayError | None:
         """``None`` when a request with this ``Authorization`` header, from ``client`` to the
         listener at ``server``, may proceed; else the 401/429 error to answer with."""
-        if self.authenticator.mode == "none":
-            if server and not is_loopback(server):
-                logger.error("auth mode none refused on a non-loopback listener (%s)", server)
-                return _unauthorized()
-            return None
+        if self.authenticator.mode == "none" and server and not is_loopback(server):
+            logger.error("auth mode none refused on a non-loopback listener (%s)", server)
+            return _unauthorized()
         result = self.authenticator.check(bearer_secret(authorization), client)
         if result.ok:
             return None
@@ -67,11 +66,10 @@ class AuthGuard:
 
     def __call__(self, request: Request) -> Response | None:
         """``None`` when the Quart ``request`` may proceed, else the response to send."""
-        client = request.scope.get("client")
         server = request.scope.get("server")
         denied = self.check(
             request.headers.get("Authorization"),
-            client[0] if client else None,
+            scope_client(request.scope),
             server[0] if server else None,
         )
         return error_response(denied) if denied is not None else None

@@ -23,6 +23,7 @@ from typing import Any, cast
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
+from gateway.client_address import scope_client
 from gateway.errors import GatewayError
 
 Headers = list[tuple[bytes, bytes]]
@@ -74,8 +75,8 @@ class Exchange:
 
     @property
     def client_host(self) -> str | None:
-        client = self.scope.get("client")
-        return client[0] if client else None
+        """The client's address (behind a trusted proxy, the forwarded client)."""
+        return scope_client(self.scope)
 
     @property
     def server_host(self) -> str | None:

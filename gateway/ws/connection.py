@@ -25,6 +25,7 @@ import trio
 from quart.wrappers import Websocket
 
 from gateway.auth import AuthResult, is_loopback
+from gateway.client_address import scope_client
 from gateway.ws.handshake import Accepted, Handshake, Rejected, ServerInfo, hello_ok
 from gateway.ws.methods import ANSWERED, METHODS, authorize
 from gateway.ws.outbox import CloseFrame, Outbox
@@ -67,8 +68,8 @@ class Connection:
         self.closed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._close_written = False
-        client = websocket.scope.get("client")
-        self._client_host: str | None = client[0] if client else None
+        # Behind a trusted proxy, the forwarded client (the rate limit's key).
+        self._client_host = scope_client(websocket.scope)
         host = websocket.scope.get("server")
         self._server_host: str | None = host[0] if host else None
 

@@ -158,8 +158,6 @@ class Handlers:
         models: list[JSONObject] = []
         builtin: list[JSONObject] = []
         for provider in self.settings.providers.values():
-            if provider.api == "echo":
-                builtin.append({"id": "echo", "name": "Echo", "provider": provider.id})
             for model in provider.models:
                 entry: JSONObject = {
                     "id": model.id,
@@ -168,7 +166,7 @@ class Handlers:
                 }
                 if model.context_window is not None:
                     entry["contextWindow"] = model.context_window
-                models.append(entry)
+                (builtin if provider.api == "echo" else models).append(entry)
         # Configured models first: the built-in echo is the fallback of last resort.
         return {"models": models + builtin}
 

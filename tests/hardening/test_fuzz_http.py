@@ -326,7 +326,7 @@ async def test_a_valid_surrogate_pair_is_one_character(
     [
         ("日本", "agent:main:openai-user:%E6%97%A5%E6%9C%AC"),  # was: 500, empty body
         ("x ", "agent:main:openai-user:x%20"),  # a trailing space: was 500
-        ("a\u0000b", "agent:main:openai-user:a%00b"),  # a control character: was 500
+        ("a\u0007b", "agent:main:openai-user:a%07b"),  # a control character: was 500
         ("Ann", "agent:main:openai-user:ann"),  # printable ASCII: as it was
     ],
 )

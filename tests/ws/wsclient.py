@@ -89,11 +89,15 @@ class WsClient:
         self._partial: list[str] = []
 
     @classmethod
-    async def connect(cls, url: str, path: str = "/") -> WsClient:
+    async def connect(
+        cls, url: str, path: str = "/", headers: list[tuple[bytes, bytes]] | None = None
+    ) -> WsClient:
+        """Open a connection; ``headers`` are added to the upgrade request."""
         parts = urlsplit(url)
         stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
         conn = WSConnection(ConnectionType.CLIENT)
-        await stream.send_all(conn.send(Request(host=parts.netloc, target=path)))
+        request = Request(host=parts.netloc, target=path, extra_headers=headers or [])
+        await stream.send_all(conn.send(request))
         client = cls(stream, conn)
         while True:
             data = await stream.receive_some(65536)
