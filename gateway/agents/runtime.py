@@ -221,23 +221,45 @@ class AgentRuntime:
                 status: TurnStatus = "error" if reply.error else "complete"
                 if not finished or run.abort_reason in (AbortReason.KILLED, AbortReason.SHUTDOWN):
                     status = "aborted"
-                await self._persist(run, prompt, reply, status)
+                failure = await self._persist(run, prompt, reply, status)
+                if failure is not None and finished and reply.error is None:
+                    # The answer ends after the turn is committed: a client must not take an
+                    # unrecorded turn for a recorded one.
+                    failed = RunFailed(failure)
+                    reply.add(failed)
+                    await relay.put(failed)
 
-    async def _persist(self, run: Run, prompt: Prompt, reply: Reply, status: TurnStatus) -> None:
+    async def _persist(
+        self, run: Run, prompt: Prompt, reply: Reply, status: TurnStatus
+    ) -> GatewayError | None:
+        """Record the turn, shielded and bounded; returns what the client should hear if it
+        could not be recorded."""
         messages = list(prompt.turn)
         if reply.has_output:
             messages.append(reply.message())
         usage = reply.usage.as_dict() if reply.usage else None
         request = run.request
+        failure: GatewayError | None = None
         with trio.CancelScope(shield=True), trio.move_on_after(_PERSIST_TIMEOUT) as scope:
             try:
                 await self.transcripts.append_turn(
                     run.session_key, request.agent.id, run.id, messages, status, usage
                 )
+            except GatewayError as error:  # the store is unavailable (503, Retry-After)
+                logger.error("run %s: could not record the turn: %s", run.id, error.message)
+                failure = error
             except Exception:
                 logger.exception("run %s: could not record the turn", run.id)
+                failure = GatewayError("Internal server error")
         if scope.cancelled_caught:
             logger.error("run %s: recording the turn timed out", run.id)
+            failure = GatewayError(
+                "The turn could not be recorded in time; try again.",
+                status=503,
+                code="store_unavailable",
+                retry_after=1,
+            )
+        return failure
 
 
 def _outcome(run: Run, reply: Reply) -> Outcome:

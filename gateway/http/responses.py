@@ -180,7 +180,8 @@ class ResponsesApi:
     ) -> None:
         stream = ResponseStream(response.describe, silent=True)
         with receive:
-            while not stream.finished:
+            # Until the run's end: its turn is recorded before the answer says it is complete.
+            while True:
                 try:
                     event = receive.receive_nowait()
                 except trio.WouldBlock:
@@ -191,6 +192,7 @@ class ResponsesApi:
                 except trio.EndOfChannel:
                     break
                 stream.feed(event)
+        stream.tail()
         reply = stream.reply
         if reply.error is not None:
             await exchange.respond_error(reply.error, headers)

@@ -93,6 +93,7 @@ class ResponseStream:
         self._call: int | None = None  # the index of the open function call
         self._call_ids: dict[int, str] = {}
         self._finished = False
+        self._finish: Finish | None = None  # the model finished; the run has not ended yet
 
     @property
     def finished(self) -> bool:
@@ -124,11 +125,10 @@ class ResponseStream:
             return self._tool_call(event)  # type: ignore[arg-type]
         self.reply.add(event)
         if kind is Finish:
-            reason = event.reason  # type: ignore[union-attr]
-            if reason in _INCOMPLETE:
-                self.incomplete = _INCOMPLETE[reason]
-                return self._end("incomplete", "incomplete", "response.incomplete")
-            return self._end("completed", "completed", "response.completed")
+            # Said once the run has ended (``tail``): its turn is recorded by then, and a run
+            # that fails to record it still fails.
+            self._finish = event  # type: ignore[assignment]
+            return b""
         if kind is RunFailed:
             failed: RunFailed = event  # type: ignore[assignment]
             self.error = failure(failed.error, failed.reason)
@@ -145,10 +145,17 @@ class ResponseStream:
         return self.feed(event)
 
     def tail(self) -> bytes:
-        """The run's channel ended: nothing more if the response ended, else it failed (a run
-        always ends with ``Finish`` or ``RunFailed``; this is for a run that broke)."""
+        """The run's channel ended: the response completes (or is incomplete) if the model
+        finished; nothing more if it already failed; else it failed (a run always ends with
+        ``Finish`` or ``RunFailed``; this is for a run that broke)."""
         if self._finished:
             return b""
+        if self._finish is not None:
+            reason = self._finish.reason
+            if reason in _INCOMPLETE:
+                self.incomplete = _INCOMPLETE[reason]
+                return self._end("incomplete", "incomplete", "response.incomplete")
+            return self._end("completed", "completed", "response.completed")
         return self.feed(RunFailed(GatewayError("The run ended without a reply.")))
 
     # Output text

@@ -4,8 +4,9 @@ One ``RunTranslator`` per run turns each ``RunEvent`` into ``agent`` events (``s
 ``lifecycle`` / ``assistant`` / ``usage``) and ``chat`` events (``state`` ``delta`` / ``final`` /
 ``aborted`` / ``error``). Every ``agent`` event takes the next number of the run's own ``seq``;
 a ``chat`` event carries the ``seq`` of the ``agent`` event it accompanies, as the reference
-does. The first terminal event (``Finish`` or ``RunFailed``, or ``abort()`` when the run was
-cancelled under us) ends the run's story: anything after it is ignored.
+does. The run's end (``end()`` after ``Finish``: the turn is recorded by then), a ``RunFailed``,
+or ``abort()`` when the run was cancelled under us ends the run's story: anything after it is
+ignored.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class RunTranslator:
     started_at: int = 0
     ended_at: int | None = None
     _base: JSONObject = field(default_factory=dict)
+    _finish_reason: str | None = None  # the model finished; the run has not ended yet
 
     def __post_init__(self) -> None:
         self._base = {"runId": self.run_id, "sessionKey": self.session_key}
@@ -103,7 +105,10 @@ class RunTranslator:
             }
             return [self._agent("usage", data)]
         if type(event) is Finish:
-            return self._finish(event.reason)
+            # Said at the run's end (``end``): its turn is recorded by then, and a run that
+            # fails to record it still fails.
+            self._finish_reason = event.reason
+            return []
         if type(event) is RunFailed:
             if event.reason is AbortReason.KILLED:
                 return self.abort()
@@ -112,6 +117,13 @@ class RunTranslator:
                 return self.abort("shutdown")
             return self._fail(event.error, timed_out=event.reason is AbortReason.TIMEOUT)
         return []
+
+    def end(self) -> list[OutEvent]:
+        """The run's events have all come: ``final`` if the model finished (nothing if the run
+        already ended with its failure)."""
+        if self.finished or self._finish_reason is None:
+            return []
+        return self._finish(self._finish_reason)
 
     def abort(self, reason: str | None = None) -> list[OutEvent]:
         """End the run as aborted: ``chat`` ``aborted`` then ``lifecycle`` ``end`` with

@@ -176,6 +176,7 @@ class Runs:
                 async for event in receive:
                     for merged in coalesce(event, receive):
                         self.hub.publish(ticket, translator.feed(merged))
+            self.hub.publish(ticket, translator.end())
         finally:
             # Only a cancellation gets here with the run unfinished: its connection or the
             # server went away under it (an abort ends the run with its own event).

@@ -29,7 +29,7 @@ def events(data: bytes) -> list[dict[str, Any]]:
 
 
 def run(stream: ResponseStream, *run_events: Any) -> list[dict[str, Any]]:
-    data = stream.start() + b"".join(stream.feed(e) for e in run_events)
+    data = stream.start() + b"".join(stream.feed(e) for e in run_events) + stream.tail()
     assert data.endswith(b"\n\n" + DONE)
     found = events(data)
     assert [e["sequence_number"] for e in found] == list(range(len(found)))
@@ -79,6 +79,15 @@ def test_limit_is_incomplete_and_failure_is_failed() -> None:
     assert response["output"][0]["status"] == "incomplete"
 
 
+def test_the_end_waits_for_the_run_which_may_still_fail() -> None:
+    stream = ResponseStream(describe)
+    assert b"response.completed" not in stream.start() + stream.feed(TextDelta("a"))
+    assert stream.feed(Finish("stop")) == b""
+    failed = stream.feed(RunFailed(GatewayError("The session store is unavailable.")))
+    assert b"response.failed" in failed and b"response.completed" not in failed
+    assert stream.tail() == b""
+
+
 def test_an_abort_is_cancelled() -> None:
     found = run(
         ResponseStream(describe),
@@ -92,6 +101,8 @@ def test_silent_streams_build_the_response_only() -> None:
     stream = ResponseStream(describe, silent=True)
     assert stream.start() == b""
     assert stream.feed(TextDelta("x")) == b"" and stream.feed(Finish("stop")) == b""
+    assert not stream.finished  # until the run has ended
+    assert stream.tail() == b""
     assert stream.finished and stream.response()["output"][0]["content"][0]["text"] == "x"
 
 

@@ -39,7 +39,8 @@ def test_a_complete_run() -> None:
     events += t.feed(ToolCallDelta(0, id="c", name="f"))  # not shown
     events += t.feed(TextDelta("lo"))
     events += t.feed(Usage(5, 2))
-    events += t.feed(Finish("stop"))
+    assert t.feed(Finish("stop")) == []  # said at the run's end, once its turn is recorded
+    events += t.end()
     assert kinds(events) == [
         "agent:lifecycle",
         "agent:assistant",
@@ -84,9 +85,21 @@ def test_a_complete_run() -> None:
 def test_tool_calls_finish_reason() -> None:
     t = translator()
     t.start()
-    events = t.feed(Finish("tool_calls"))
+    assert t.feed(Finish("tool_calls")) == []
+    events = t.end()
     assert events[0].payload["data"]["stopReason"] == "toolUse"
     assert t.final_answer().payload["result"]["payloads"] == []
+
+
+def test_a_failure_after_the_model_finished_fails_the_run() -> None:
+    t = translator()
+    t.start()
+    t.feed(TextDelta("Hi"))
+    t.feed(Finish("stop"))
+    events = t.feed(RunFailed(GatewayError("The session store is unavailable.")))
+    assert kinds(events) == ["agent:lifecycle", "chat:error"]
+    assert t.end() == []
+    assert t.final_answer().error is not None
 
 
 def test_aborted_by_kill_reports_the_abort_reason() -> None:
