@@ -105,6 +105,9 @@ class Gateway:
             logger.info("aborted %d run(s) still active after %g s", len(aborted), grace)
         with trio.move_on_after(GOODBYE_SECONDS):
             await self.ws.shutdown()
+            # Live history followers first get the turns the aborted runs record as they end.
+            await self.runtime.wait_idle()
+        self.routes.history.close()
 
     def adopt_hypercorn(self, worker: HypercornWorker) -> None:
         """Launched by Hypercorn's CLI: follow its shutdown, within its --graceful-timeout, and

@@ -7,7 +7,14 @@ from collections.abc import Collection, Sequence
 
 import trio
 
-from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
+from gateway.sessions.base import (
+    HistoryPage,
+    RecentMessages,
+    SessionInfo,
+    TranscriptEntry,
+    TranscriptMark,
+    TurnStatus,
+)
 from gateway.sessions.responses import MAX_CHAIN, ItemsPage, Order, StoredResponse
 from gateway.types import ChatMessage, JSONObject, UsageDict
 
@@ -15,6 +22,7 @@ from gateway.types import ChatMessage, JSONObject, UsageDict
 class MemoryStore:
     def __init__(self) -> None:
         self.turns: dict[str, list[tuple[list[ChatMessage], TurnStatus]]] = defaultdict(list)
+        self.channels: dict[str, list[str | None]] = defaultdict(list)  # per turn
         self.appended = trio.Event()
         self.healthy = True
         self.location = "memory"
@@ -31,9 +39,16 @@ class MemoryStore:
         messages: Sequence[ChatMessage],
         status: TurnStatus,
         usage: UsageDict | None = None,
+        channel: str | None = None,
     ) -> None:
         self.turns[key].append((list(messages), status))
+        self.channels[key].append(channel)
         self.appended.set()
+
+    async def wait_appended(
+        self, key: str, after: TranscriptMark, limit: int
+    ) -> Sequence[TranscriptEntry] | None:
+        return None  # ``history`` knows no session: nobody follows one
 
     async def history(self, key: str, limit: int, cursor: str | None) -> HistoryPage | None:
         return None

@@ -52,6 +52,8 @@ class RunRequest:
     # The conversation so far, given by the caller (the chain of a previous response): then the
     # stored transcript is not read, and a stateful run records ``messages`` and its reply.
     context: Sequence[ChatMessage] | None = None
+    # The message channel the client named; a stateful run records it with its turn.
+    channel: str | None = None
 
 
 class Phase(enum.Enum):

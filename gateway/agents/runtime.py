@@ -243,7 +243,13 @@ class AgentRuntime:
         with trio.CancelScope(shield=True), trio.move_on_after(_PERSIST_TIMEOUT) as scope:
             try:
                 await self.transcripts.append_turn(
-                    run.session_key, request.agent.id, run.id, messages, status, usage
+                    run.session_key,
+                    request.agent.id,
+                    run.id,
+                    messages,
+                    status,
+                    usage,
+                    request.channel,
                 )
             except GatewayError as error:  # the store is unavailable (503, Retry-After)
                 logger.error("run %s: could not record the turn: %s", run.id, error.message)

@@ -7,6 +7,7 @@ Every problem is an ``InvalidRequest`` (400) or the exchange's 413 / 408.
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import quote
 
 from gateway.errors import InvalidRequest
@@ -28,6 +29,25 @@ async def read_json(exchange: Exchange, limit: int, within: float) -> object:
     if SURROGATE_ESCAPE_BYTES.search(data) and has_lone_surrogate(document):
         raise InvalidRequest("Invalid JSON body: a string contains an unpaired surrogate.")
     return document
+
+
+CHANNEL_HEADER = "x-openclaw-message-channel"
+# A short token (``webchat``, ``slack:C024BE91L``, ``ops.alerts``), kept as given.
+_CHANNEL = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def message_channel(raw: str | None) -> str | None:
+    """The ``x-openclaw-message-channel`` header's value (``None`` when absent or blank):
+    1-64 of ``A-Z a-z 0-9 . _ : -`` once trimmed, case kept. ``InvalidRequest`` otherwise."""
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if _CHANNEL.fullmatch(value) is None:
+        raise InvalidRequest(
+            f"Invalid `{CHANNEL_HEADER}`. Use 1-64 letters, digits, '.', '_', ':' or '-'.",
+            param=CHANNEL_HEADER,
+        )
+    return value
 
 
 # Printable ASCII but ``%`` and space: what a header value keeps of a key that needs escaping.

@@ -22,7 +22,7 @@ from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
 from gateway.asgi import request_log
 from gateway.errors import GatewayError
-from gateway.http.body import header_value, read_json
+from gateway.http.body import header_value, message_channel, read_json
 from gateway.http.chat_request import ChatRequest, parse_chat_request
 from gateway.http.exchange import Exchange
 from gateway.http.streaming import SSEBody
@@ -59,6 +59,7 @@ class ChatCompletions:
         )
         model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
         session = resolve_session(agent.id, exchange.header(b"x-openclaw-session-key"), chat.user)
+        channel = message_channel(exchange.header(b"x-openclaw-message-channel"))
         run = self.runtime.open_run(
             RunRequest(
                 run_id=str(uuid.uuid4()),
@@ -70,6 +71,7 @@ class ChatCompletions:
                 params=chat.params,
                 send_timeout=http.send_timeout_seconds,
                 stream=chat.stream,
+                channel=channel,
             ),
             nursery,
         )

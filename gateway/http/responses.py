@@ -28,7 +28,7 @@ from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
 from gateway.asgi import request_log
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.http.body import header_value, read_json
+from gateway.http.body import header_value, message_channel, read_json
 from gateway.http.chat import NO_REPLY, SSE_HEADERS, encoded_headers
 from gateway.http.common import error_response, json_response
 from gateway.http.exchange import Exchange
@@ -75,6 +75,7 @@ class ResponsesApi:
         session = resolve_session(
             agent.id, exchange.header(b"x-openclaw-session-key"), req.user, "openresponses"
         )
+        channel = message_channel(exchange.header(b"x-openclaw-message-channel"))
         context: list[Any] | None = None
         inherited_system: list[str] = []
         if req.previous_response_id is not None:
@@ -112,6 +113,7 @@ class ResponsesApi:
                 send_timeout=http.send_timeout_seconds,
                 stream=req.stream,
                 context=context,
+                channel=channel,
             ),
             nursery,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -24,6 +24,7 @@ from gateway.http.direct import DirectRoutes
 from gateway.http.embeddings import Embeddings
 from gateway.http.guard import View, guarded
 from gateway.http.health import Probes
+from gateway.http.history_stream import HistoryStreams
 from gateway.http.models import Models
 from gateway.http.responses import ResponsesApi
 from gateway.http.sessions import Sessions
@@ -56,6 +57,8 @@ class Routes:
     responses: ResponsesApi
     models: Models
     embeddings: Embeddings
+    # The open live history streams (a shutdown ends them).
+    history: HistoryStreams = field(default_factory=HistoryStreams)
 
     def configure(self, settings: Settings) -> None:
         self.settings = settings
@@ -73,6 +76,9 @@ class Routes:
     def models_enabled(self) -> bool:
         """``/v1/models`` is served when either completion API is on."""
         return self.chat_enabled() or self.responses_enabled()
+
+    def heartbeat_seconds(self) -> float:
+        return self.settings.gateway.http.heartbeat_seconds
 
 
 def register_routes(
@@ -97,7 +103,7 @@ def register_routes(
         Embeddings(http, runtime),
     )
     probes = Probes(is_ready, stores_ok)
-    sessions = Sessions(runtime)
+    sessions = Sessions(runtime, routes.heartbeat_seconds, routes.history)
 
     def route(
         path: str,

@@ -1,30 +1,27 @@
-"""Session endpoints: ``GET /sessions/<key>/history`` and ``POST /sessions/<key>/kill``."""
+"""Session endpoints: ``GET /sessions/<key>/history`` (JSON, or with ``Accept:
+text/event-stream`` the live history, ``gateway.http.history_stream``) and ``POST
+/sessions/<key>/kill``."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from quart import Response, request
 
 from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.common import error_response, json_response
-from gateway.sessions.base import TranscriptEntry
-from gateway.types import JSONObject
+from gateway.http.history_sse import (
+    CONTENT_TYPE,
+    RETRY,
+    entry_json,
+    history_event,
+    wants_event_stream,
+)
+from gateway.http.history_stream import HistoryStream, HistoryStreams
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-
-
-def entry_json(entry: TranscriptEntry) -> JSONObject:
-    """A stored message as the history endpoints show it (an aborted reply says so)."""
-    out: JSONObject = dict(entry.message)
-    out["timestamp"] = entry.created_at_ms
-    out["runId"] = entry.run_id
-    out["status"] = entry.status
-    if entry.status == "aborted":
-        out["aborted"] = True
-    if entry.usage is not None:
-        out["usage"] = dict(entry.usage)
-    return out
 
 
 def parse_limit(raw: str | None) -> int:
@@ -40,8 +37,15 @@ def parse_limit(raw: str | None) -> int:
 
 
 class Sessions:
-    def __init__(self, runtime: AgentRuntime) -> None:
+    """The session routes; ``heartbeat`` reads ``gateway.http.heartbeatSeconds`` per stream
+    (a reload changes it), ``streams`` the open live histories (a shutdown ends them)."""
+
+    def __init__(
+        self, runtime: AgentRuntime, heartbeat: Callable[[], float], streams: HistoryStreams
+    ) -> None:
         self.runtime = runtime
+        self.heartbeat = heartbeat
+        self.streams = streams
 
     async def history(self, key: str) -> Response:
         try:
@@ -59,6 +63,23 @@ class Sessions:
                 code="session_not_found",
             )  # fmt: skip
             return error_response(missing)
+        if request.method == "GET" and wants_event_stream(request.headers.get("Accept")):
+            snapshot = history_event(key, page.entries, page.next_cursor is not None)
+            body = HistoryStream(
+                self.runtime.transcripts,
+                key,
+                RETRY + snapshot,
+                page.end,
+                self.heartbeat,
+                self.streams,
+            )
+            response = Response(
+                body,
+                content_type=CONTENT_TYPE,
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+            response.timeout = None  # live: never cut by Quart's response timeout
+            return response
         return json_response(
             {
                 "sessionKey": key,

@@ -20,7 +20,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -91,17 +91,27 @@ class Database:
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed = False
 
-    async def open(self, version: int, schema: Iterable[str]) -> None:
-        """Create the directory and the file if needed, switch to WAL, start the thread and
-        create ``schema`` once. Safe when several processes open the same file at once: exactly
-        one creates the tables. ``RuntimeError`` if a newer schema version made the file."""
+    async def open(
+        self,
+        version: int,
+        schema: Iterable[str],
+        migrations: Mapping[int, Sequence[str]] | None = None,
+    ) -> None:
+        """Create the directory and the file if needed, switch to WAL, start the thread, then
+        create ``schema`` (the tables of ``version``) in a new file, or bring an older file up
+        to ``version`` with ``migrations`` (for each later version, the statements that make it
+        from the one before). Safe when several processes open the same file at once: the first
+        to take the write lock creates or upgrades it, in one transaction, and the others then
+        find it done. ``RuntimeError`` if a newer schema version made the file, or a step is
+        missing."""
         connection = await trio.to_thread.run_sync(self._connect)
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(
             target=self._serve, args=(connection,), name=f"sqlite {self.path.name}", daemon=True
         )
         self._thread.start()
-        await self.write(partial(_create, version, tuple(schema)))
+        steps = dict(migrations or {})
+        await self.write(partial(_create, version, tuple(schema), steps))
 
     async def read(
         self, fn: Callable[[sqlite3.Connection], T], then: Callable[[T], None] | None = None
@@ -233,7 +243,13 @@ def _deliver(batch: list[_Job]) -> None:
         trio.lowlevel.reschedule(job.task, job.result)
 
 
-def _create(version: int, schema: tuple[str, ...], connection: sqlite3.Connection) -> None:
+def _create(
+    version: int,
+    schema: tuple[str, ...],
+    migrations: dict[int, Sequence[str]],
+    connection: sqlite3.Connection,
+) -> None:
+    """In the write transaction that holds the file's write lock (see ``Database.open``)."""
     connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
     found = row[0] if row else None
@@ -245,4 +261,10 @@ def _create(version: int, schema: tuple[str, ...], connection: sqlite3.Connectio
         raise RuntimeError(
             f"schema version {found} is newer than this gateway understands ({version})"
         )
-    # found < version is where migrations will go; version 1 is the first.
+    else:
+        for step in range(found + 1, version + 1):
+            if step not in migrations:
+                raise RuntimeError(f"no migration from schema version {step - 1} to {step}")
+            for statement in migrations[step]:
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (step,))

@@ -2,11 +2,15 @@
 back, the history cursors, the argument checks and what ``context`` keeps. Pure.
 
 A message row is ``session_key, seq, role, content, name, tool_calls, tool_call_id, run_id,
-status, usage, created_at_ms``. ``content``, ``tool_calls`` and ``usage`` are JSON text
+status, usage, created_at_ms, channel``. ``content``, ``tool_calls`` and ``usage`` are JSON text
 (``content`` may be a string, a list of parts or SQL NULL). ``seq`` numbers a session's messages
 from 1; ``usage`` is kept on a turn's last message; every message of a turn carries the turn's
-``run_id`` and ``status``. Keys of a message other than role, content, name, tool_calls and
-tool_call_id are not kept.
+``run_id``, ``status`` and ``channel`` (NULL: none given). Keys of a message other than role,
+content, name, tool_calls and tool_call_id are not kept.
+
+Following a session (``appended_after``): the rows from the follower's mark on, read in one
+snapshot with whether the session exists, say whether it still continues from that mark (its
+message there is the one the follower saw) and what came after.
 
 What ``context`` sends the model (``context_messages``): ``error`` turns are left out (the
 client got an error and will retry with the same new messages; the stores leave them out in
@@ -23,16 +27,18 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from gateway.sessions.base import HistoryPage, TranscriptEntry, TurnStatus
+from gateway.sessions.base import START, HistoryPage, TranscriptEntry, TranscriptMark, TurnStatus
 from gateway.types import ChatMessage, UsageDict
 
 STATUSES = ("complete", "aborted", "error")
 # The columns an entry is read from (``entry(*row)``), in this order.
 ENTRY_COLUMNS = (
-    "seq, role, content, name, tool_calls, tool_call_id, run_id, status, usage, created_at_ms"
+    "seq, role, content, name, tool_calls, tool_call_id, run_id, status, usage, created_at_ms,"
+    " channel"
 )
-# The columns a row of ``turn_rows`` fills, in this order.
+# The columns a row of ``turn_rows`` fills, in this order, and how many there are.
 ROW_COLUMNS = "session_key, " + ENTRY_COLUMNS
+ROW_WIDTH = ROW_COLUMNS.count(",") + 1
 # What ``context_messages`` needs of each message, in this order.
 CONTEXT_COLUMNS = "role, content, name, tool_calls, tool_call_id, status"
 
@@ -65,6 +71,7 @@ def turn_rows(
     status: TurnStatus,
     usage: UsageDict | None,
     now_ms: int,
+    channel: str | None = None,
 ) -> list[Row]:
     """The rows (``ROW_COLUMNS``) of a turn appended after message ``last_seq``."""
     return [
@@ -80,6 +87,7 @@ def turn_rows(
             status,
             dump(usage) if offset == len(messages) else None,
             now_ms,
+            channel,
         )
         for offset, message in enumerate(messages, start=1)
     ]
@@ -104,12 +112,30 @@ def context_messages(newest_first: Iterable[Row]) -> list[ChatMessage]:
     return messages[start:]
 
 
-def history_page(rows: Sequence[Row], limit: int) -> HistoryPage:
+def history_page(rows: Sequence[Row], limit: int, last: Row | None) -> HistoryPage:
     """A page from up to ``limit + 1`` rows (``ENTRY_COLUMNS``) read oldest first: one more
-    than the page means there is a next one."""
+    than the page means there is a next one. ``last``: the ``seq, run_id`` of the session's
+    newest message, read in the same snapshot (``None``: it has none)."""
     entries = [entry(*row) for row in rows[:limit]]
     more = len(rows) > limit
-    return HistoryPage(entries, encode_cursor(entries[-1].seq) if more else None)
+    end = START if last is None else TranscriptMark(int(last[0]), str(last[1]))
+    return HistoryPage(entries, encode_cursor(entries[-1].seq) if more else None, end)
+
+
+def appended_after(
+    after: TranscriptMark, limit: int, exists: bool, rows: Sequence[Row]
+) -> list[TranscriptEntry] | None:
+    """What a follower at ``after`` gets from ``rows`` (``ENTRY_COLUMNS``, oldest first, from
+    ``seq >= after.seq``, at most ``limit + 1``): the first ``limit`` entries after its mark,
+    or ``None`` when the session is gone or no longer holds, at the mark, the message the
+    follower saw there (it was reset since)."""
+    if not exists:
+        return None
+    if after.seq > 0:
+        if not rows or rows[0][0] != after.seq or rows[0][6] != after.run_id:
+            return None
+        rows = rows[1:]
+    return [entry(*row) for row in rows[:limit]]
 
 
 def encode_cursor(seq: int) -> str:
@@ -158,6 +184,7 @@ def entry(
     status: str,
     usage: str | None,
     created_at_ms: int,
+    channel: str | None = None,
 ) -> TranscriptEntry:
     return TranscriptEntry(
         seq=seq,
@@ -166,6 +193,7 @@ def entry(
         status=cast(TurnStatus, status),
         created_at_ms=created_at_ms,
         usage=load(usage),
+        channel=channel,
     )
 
 

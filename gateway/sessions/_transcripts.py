@@ -4,15 +4,25 @@ PostgreSQL store."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
 
 from gateway.sessions import _transcript_rows as rows
-from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
+from gateway.sessions.base import (
+    HistoryPage,
+    RecentMessages,
+    SessionInfo,
+    TranscriptEntry,
+    TranscriptMark,
+    TurnStatus,
+)
 from gateway.types import ChatMessage, UsageDict
 
-VERSION = 1
+# The schema of a new file (the latest version), and the statements that bring a file of the
+# version before up to each later version.
+VERSION = 2
 SCHEMA = (
     """
     CREATE TABLE sessions (
@@ -37,10 +47,15 @@ SCHEMA = (
         status TEXT NOT NULL CHECK (status IN ('complete', 'aborted', 'error')),
         usage TEXT,
         created_at_ms INTEGER NOT NULL,
+        channel TEXT,
         PRIMARY KEY (session_key, seq)
     ) WITHOUT ROWID
     """,
 )
+MIGRATIONS = {
+    2: ("ALTER TABLE messages ADD COLUMN channel TEXT",),
+}
+_LAST = "SELECT seq, run_id FROM messages WHERE session_key = ? ORDER BY seq DESC LIMIT 1"
 
 
 def append(
@@ -50,6 +65,7 @@ def append(
     messages: Sequence[ChatMessage],
     status: TurnStatus,
     usage: UsageDict | None,
+    channel: str | None,
     db: sqlite3.Connection,
 ) -> None:
     now = _now_ms()
@@ -62,8 +78,8 @@ def append(
         "SELECT coalesce(max(seq), 0) FROM messages WHERE session_key = ?", (key,)
     ).fetchone()
     db.executemany(
-        f"INSERT INTO messages ({rows.ROW_COLUMNS}) VALUES ({'?, ' * 10}?)",
-        rows.turn_rows(key, last, run_id, messages, status, usage, now),
+        f"INSERT INTO messages ({rows.ROW_COLUMNS}) VALUES ({', '.join('?' * rows.ROW_WIDTH)})",
+        rows.turn_rows(key, last, run_id, messages, status, usage, now, channel),
     )
 
 
@@ -85,7 +101,31 @@ def history(key: str, limit: int, cursor: str | None, db: sqlite3.Connection) ->
         " ORDER BY seq LIMIT ?",
         (key, after, limit + 1),
     ).fetchall()
-    return rows.history_page(found, limit)
+    return rows.history_page(found, limit, db.execute(_LAST, (key,)).fetchone())
+
+
+def appended(
+    key: str, after: TranscriptMark, limit: int, db: sqlite3.Connection
+) -> list[TranscriptEntry] | None:
+    exists = db.execute("SELECT 1 FROM sessions WHERE key = ?", (key,)).fetchone() is not None
+    found = db.execute(
+        f"SELECT {rows.ENTRY_COLUMNS} FROM messages WHERE session_key = ? AND seq >= ?"
+        " ORDER BY seq LIMIT ?",
+        (key, after.seq, limit + 1),
+    ).fetchall()
+    return rows.appended_after(after, limit, exists, found)
+
+
+def fingerprints(keys: Sequence[str], db: sqlite3.Connection) -> dict[str, object]:
+    """Per existing session among ``keys``: its last update time and newest seq, which every
+    append, reset and delete changes."""
+    found = db.execute(
+        "SELECT key, updated_at_ms,"
+        " (SELECT coalesce(max(seq), 0) FROM messages WHERE session_key = s.key)"
+        " FROM sessions AS s WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(keys)),),
+    ).fetchall()
+    return {key: (updated, last) for key, updated, last in found}
 
 
 def recent(key: str, limit: int, db: sqlite3.Connection) -> RecentMessages | None:

@@ -19,8 +19,22 @@ TurnStatus = Literal["complete", "aborted", "error"]
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptMark:
+    """A place in a transcript: right after message ``seq``, which run ``run_id`` wrote (``seq``
+    0, ``run_id`` ``""``: before the first message). A follower continues from a mark; the same
+    ``seq`` with another run is a transcript that was reset since."""
+
+    seq: int
+    run_id: str
+
+
+START = TranscriptMark(0, "")
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptEntry:
-    """One stored message. ``status`` is that of the run that wrote it."""
+    """One stored message. ``status`` is that of the run that wrote it; ``channel`` the message
+    channel (a client's label for where the turn came from) its run was given, if any."""
 
     seq: int
     message: ChatMessage
@@ -28,12 +42,22 @@ class TranscriptEntry:
     status: TurnStatus
     created_at_ms: int
     usage: UsageDict | None = None
+    channel: str | None = None
+
+    @property
+    def mark(self) -> TranscriptMark:
+        """The place right after this message."""
+        return TranscriptMark(self.seq, self.run_id)
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
+    """A page of a transcript, and where the whole transcript ended (``end``) when the page was
+    read: a follower of the session continues from there."""
+
     entries: Sequence[TranscriptEntry]
     next_cursor: str | None
+    end: TranscriptMark
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +92,29 @@ class TranscriptStore(Protocol):
         messages: Sequence[ChatMessage],
         status: TurnStatus,
         usage: UsageDict | None = None,
+        channel: str | None = None,
     ) -> None:
         """Durably append one turn (the new user/tool messages then the reply, if any) in one
-        transaction. Returns only once it is committed. Shielded callers may call this during
-        cancellation."""
+        transaction, every message carrying ``channel``. Returns only once it is committed;
+        then followers of the session (``wait_appended``) are woken. Shielded callers may call
+        this during cancellation."""
         ...
 
     async def history(self, key: str, limit: int, cursor: str | None) -> HistoryPage | None:
         """A page of the transcript, oldest first; ``None`` if the session does not exist.
         ``ValueError`` for a cursor the store did not make."""
+        ...
+
+    async def wait_appended(
+        self, key: str, after: TranscriptMark, limit: int
+    ) -> Sequence[TranscriptEntry] | None:
+        """The messages after ``after`` (at most ``limit``, oldest first, never empty) as soon
+        as there are any: at once when there already are, else when one is appended, waiting
+        as long as it takes (the caller's cancel scope bounds the wait). ``None`` when the
+        session no longer continues from ``after`` (deleted, or reset since): the follower
+        stops there. Appends through this store object wake waiters at once; appends by other
+        processes or hosts within the store's poll interval, or at their notification.
+        Cancellable at any point; a cancelled waiter leaves nothing registered."""
         ...
 
     async def recent(self, key: str, limit: int) -> RecentMessages | None:

@@ -15,6 +15,10 @@ store, ``gateway.sessions._transcript_rows``):
   session still lists with 0 messages; it invalidates earlier history cursors.
 Neither ``reset`` nor ``delete`` waits for the session lane: take admission's ``admit(key)``
 around them to order them with runs.
+
+Followers (``wait_appended``) are woken at once by this object's own writes, and by other
+processes' within ``POLL_SECONDS``: while anyone waits, one query every ``POLL_SECONDS`` reads
+a fingerprint of every followed session (``gateway.sessions._follow``).
 """
 
 from __future__ import annotations
@@ -28,10 +32,21 @@ import trio
 
 from gateway.sessions import _transcript_rows, _transcripts
 from gateway.sessions._db import Database
-from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
+from gateway.sessions._follow import AppendWatch
+from gateway.sessions.base import (
+    HistoryPage,
+    RecentMessages,
+    SessionInfo,
+    TranscriptEntry,
+    TranscriptMark,
+    TurnStatus,
+)
 from gateway.types import ChatMessage, UsageDict
 
 __all__ = ["SQLiteTranscripts"]
+
+# How often followers look for other processes' writes (one query per process for all of them).
+POLL_SECONDS = 0.25
 
 
 class SQLiteTranscripts:
@@ -44,6 +59,7 @@ class SQLiteTranscripts:
         self._opened = False
         self._open_lock = trio.Lock()
         self._closed = False
+        self.follow = AppendWatch(self._fingerprints, POLL_SECONDS)
 
     @property
     def location(self) -> str:
@@ -61,7 +77,9 @@ class SQLiteTranscripts:
             if self._opened:
                 return
             try:
-                await self._transcripts.open(_transcripts.VERSION, _transcripts.SCHEMA)
+                await self._transcripts.open(
+                    _transcripts.VERSION, _transcripts.SCHEMA, _transcripts.MIGRATIONS
+                )
             except BaseException:
                 # Stop what did start; the next call starts over with a fresh handle.
                 with trio.CancelScope(shield=True):
@@ -96,17 +114,36 @@ class SQLiteTranscripts:
         messages: Sequence[ChatMessage],
         status: TurnStatus,
         usage: UsageDict | None = None,
+        channel: str | None = None,
     ) -> None:
         """Durably append one turn in one transaction (creating the session on first use);
-        returns once it is committed and fsynced. Cancellation is only honoured before the
-        write is queued; after that the call waits for the commit. A cancelled run recording
-        its turn must shield the call. An empty ``messages`` writes nothing."""
+        returns once it is committed and fsynced, its followers woken. Cancellation is only
+        honoured before the write is queued; after that the call waits for the commit. A
+        cancelled run recording its turn must shield the call. An empty ``messages`` writes
+        nothing."""
         _transcript_rows.check_turn(status)
         if not messages:
             return
         await self.open()
-        append = partial(_transcripts.append, key, agent_id, run_id, messages, status, usage)
-        await self._transcripts.write(append)
+        append = partial(
+            _transcripts.append, key, agent_id, run_id, messages, status, usage, channel
+        )
+        await self._transcripts.write(append, then=lambda _: self.follow.ring(key))
+
+    async def wait_appended(
+        self, key: str, after: TranscriptMark, limit: int
+    ) -> list[TranscriptEntry] | None:
+        """The messages after ``after`` as soon as there are any; ``None`` once the session is
+        deleted or was reset since ``after``. See ``TranscriptStore.wait_appended`` and the
+        module docstring. Cancellable at any point."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        await self.open()
+        read = partial(self._transcripts.read, partial(_transcripts.appended, key, after, limit))
+        return await self.follow.wait_for(key, read)
+
+    async def _fingerprints(self, keys: Sequence[str]) -> dict[str, object]:
+        return await self._transcripts.read(partial(_transcripts.fingerprints, keys))
 
     async def context(self, key: str, limit: int | None) -> list[ChatMessage]:
         """The stored conversation for the model, oldest first: at most the newest ``limit``
@@ -143,12 +180,14 @@ class SQLiteTranscripts:
     async def reset(self, key: str) -> bool:
         """Delete the transcript and keep the session; returns whether the session exists."""
         await self.open()
-        return await self._transcripts.write(partial(_transcripts.reset, key))
+        reset = partial(_transcripts.reset, key)
+        return await self._transcripts.write(reset, then=lambda _: self.follow.ring(key))
 
     async def delete(self, key: str) -> bool:
         """Delete the session and its transcript; returns whether it existed."""
         await self.open()
-        return await self._transcripts.write(partial(_transcripts.delete, key))
+        delete = partial(_transcripts.delete, key)
+        return await self._transcripts.write(delete, then=lambda _: self.follow.ring(key))
 
 
 def _select_one(connection: sqlite3.Connection) -> object:

@@ -240,7 +240,8 @@ def _nothing_to_abort() -> None:
 
 def history_message(entry: TranscriptEntry) -> JSONObject:
     """A stored message as ``chat.history`` shows it: assistant text as content parts, an
-    aborted reply marked (``aborted`` and the reference's ``openclawAbort``)."""
+    aborted reply marked (``aborted`` and the reference's ``openclawAbort``), the message
+    channel its run was given (``channel``) when there was one."""
     message = entry.message
     out: JSONObject = {"role": message["role"]}
     content = message.get("content")
@@ -264,5 +265,7 @@ def history_message(entry: TranscriptEntry) -> JSONObject:
         out["openclawAbort"] = {"aborted": True, "runId": entry.run_id}
     elif entry.status == "error":
         out["stopReason"] = "error"
+    if entry.channel is not None:
+        out["channel"] = entry.channel
     out["__openclaw"] = {"runId": entry.run_id, "seq": entry.seq, "status": entry.status}
     return out

@@ -1,7 +1,7 @@
-"""What only the PostgreSQL stores do: versioned migrations raced by several hosts, a newer
-schema refused, several hosts writing one session, and a password that never shows, whether
-the server is down or refuses it. The shared contract is ``test_transcript_store``'s and
-``test_response_store``'s."""
+"""What only the PostgreSQL stores do: versioned migrations raced by several hosts (from an
+empty database and from version 1), a newer schema refused, several hosts writing one session,
+and a password that never shows, whether the server is down or refuses it. The shared
+contract is ``test_transcript_store``'s and ``test_response_store``'s."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from urllib.parse import quote
 import pytest
 import trio
 
+from gateway.sessions.postgres._sql import Connection
 from gateway.sessions.postgres.connection import PgDatabase, StoreUnavailable
-from gateway.sessions.postgres.schema import LATEST, SchemaTooNew, migrate
+from gateway.sessions.postgres.schema import LATEST, MIGRATIONS, SchemaTooNew, migrate
 from gateway.sessions.postgres.transcripts import PgTranscripts
 from gateway.types import ChatMessage
 from tests.postgres import PASSWORD, Cluster, throwaway_cluster
@@ -49,7 +50,7 @@ async def test_six_hosts_migrate_an_empty_database_at_once(postgres: Cluster, pg
         for db in databases:
             await db.aclose()
     name = database_of(pg_url)
-    assert postgres.sql(name, "SELECT count(*) FROM gateway_schema") == "1"
+    assert postgres.sql(name, "SELECT count(*) FROM gateway_schema") == str(LATEST)
     tables = postgres.sql(
         name,
         "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables"
@@ -79,7 +80,58 @@ async def test_a_newer_schema_is_refused(postgres: Cluster, pg_url: str) -> None
     finally:
         await db.aclose()
     # Nothing was applied on top of the newer schema.
-    assert postgres.sql(database_of(pg_url), "SELECT count(*) FROM gateway_schema") == "2"
+    assert postgres.sql(database_of(pg_url), "SELECT count(*) FROM gateway_schema") == str(
+        LATEST + 1
+    )
+
+
+def make_version_1(db: Connection) -> None:
+    """A database as the first released gateway left it, with one stored turn."""
+    db.execute(
+        "CREATE TABLE gateway_schema (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
+    )
+    version, statements = MIGRATIONS[0]
+    assert version == 1
+    for statement in statements:
+        db.execute(statement)
+    db.execute("INSERT INTO gateway_schema VALUES (1, 0)")
+    db.execute("INSERT INTO gateway_sessions VALUES ('old', 'main', 1000, 2000)")
+    db.execute(
+        "INSERT INTO gateway_messages (session_key, seq, role, content, run_id, status,"
+        " created_at_ms) VALUES ('old', 1, 'user', '\"kept\"', 'r0', 'complete', 1000)"
+    )
+
+
+async def test_version_1_is_upgraded_in_place_by_one_of_several_hosts(
+    postgres: Cluster, pg_url: str
+) -> None:
+    hosts = [PgDatabase(pg_url, size=2, name=f"host {n}") for n in range(3)]
+    try:
+        await hosts[0].run(make_version_1)
+        versions: list[int] = []
+
+        async def start(db: PgDatabase) -> None:
+            versions.append(await migrate(db))
+
+        async with trio.open_nursery() as nursery:
+            for db in hosts:
+                nursery.start_soon(start, db)
+        assert versions == [LATEST] * 3
+        store = PgTranscripts(hosts[1])
+        await store.append_turn("old", "main", "r1", turn(1), "complete", channel="webchat")
+        page = await store.history("old", 10, None)
+        assert page is not None
+        assert [(e.seq, e.message["content"], e.channel) for e in page.entries] == [
+            (1, "kept", None), (2, "q1", "webchat"), (3, "a1", "webchat"),
+        ]  # fmt: skip
+    finally:
+        for db in hosts:
+            await db.aclose()
+    name = database_of(pg_url)
+    applied = postgres.sql(
+        name, "SELECT string_agg(version::text, ' ' ORDER BY version) FROM gateway_schema"
+    )
+    assert applied == " ".join(str(v) for v in range(1, LATEST + 1))
 
 
 async def test_two_hosts_append_to_one_session(pg_url: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.sessions import _response_rows, _transcript_rows
+from gateway.sessions.base import START, TranscriptMark
 from gateway.sessions.responses import StoredResponse
 from gateway.types import ChatMessage, UsageDict
 
@@ -26,6 +27,41 @@ def test_a_turn_becomes_rows_and_entries_and_back() -> None:
     entries = [_transcript_rows.entry(*row[1:]) for row in rows]
     assert [e.message for e in entries] == messages
     assert entries[1].usage == usage and entries[0].created_at_ms == 1234
+
+
+def test_channels_ride_on_every_row_of_a_turn() -> None:
+    messages: list[ChatMessage] = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+    ]
+    rows = _transcript_rows.turn_rows("k", 0, "r", messages, "complete", None, 5, "web")
+    assert all(len(row) == _transcript_rows.ROW_WIDTH for row in rows)
+    assert [_transcript_rows.entry(*row[1:]).channel for row in rows] == ["web", "web"]
+
+
+def test_what_a_follower_gets_after_its_mark() -> None:
+    three: list[ChatMessage] = [{"role": "user", "content": "x"}] * 3
+    rows = _transcript_rows.turn_rows("k", 2, "r2", three, "complete", None, 5)
+    entries = [row[1:] for row in rows]  # seq 3, 4, 5 by run r2
+    appended = _transcript_rows.appended_after
+    # From the start: everything, at most ``limit``.
+    assert [e.seq for e in appended(START, 2, True, entries) or []] == [3, 4]
+    # From a mark: the row at the mark is the one the follower saw, then what follows.
+    assert [e.seq for e in appended(TranscriptMark(3, "r2"), 10, True, entries) or []] == [4, 5]
+    assert appended(TranscriptMark(5, "r2"), 10, True, entries[2:]) == []
+    # Another run at the mark, or no row there any more: reset since. No session: gone.
+    assert appended(TranscriptMark(3, "r1"), 10, True, entries) is None
+    assert appended(TranscriptMark(9, "r2"), 10, True, []) is None
+    assert appended(TranscriptMark(2, "r1"), 10, True, entries) is None  # seq 2 is gone
+    assert appended(START, 10, False, []) is None
+
+
+def test_a_page_ends_where_the_transcript_ends() -> None:
+    three: list[ChatMessage] = [{"role": "user", "content": "x"}] * 3
+    rows = _transcript_rows.turn_rows("k", 0, "r", three, "complete", None, 5)
+    page = _transcript_rows.history_page([row[1:] for row in rows], 2, (9, "r9"))
+    assert page.next_cursor is not None and page.end == TranscriptMark(9, "r9")
+    assert _transcript_rows.history_page([], 2, None).end == START
 
 
 def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:

@@ -1,6 +1,7 @@
 """The transcript store contract (``gateway.sessions.base.TranscriptStore``), run against every
 implementation (``tests.sessions.backends``): message shapes, statuses and what ``context``
-sends the model, history pages and cursors, listing, reset and delete, concurrent appends.
+sends the model, history pages and cursors, listing, reset and delete, concurrent appends,
+message channels, and following a session's appends (``wait_appended``).
 SQLite-only behaviour (the file, WAL, SIGKILL) is tested in ``test_sqlite``, PostgreSQL-only
 behaviour (migrations, several hosts, outages) in ``test_postgres``."""
 
@@ -10,8 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+import trio.testing
 
-from gateway.sessions.base import TranscriptStore
+from gateway.sessions.base import START, TranscriptMark, TranscriptStore
 from gateway.types import ChatMessage, ToolCall, UsageDict
 from tests.sessions.backends import Backend
 
@@ -288,3 +290,111 @@ async def test_another_store_sees_committed_turns(backend: Backend) -> None:
         assert page is not None
         assert [e.seq for e in page.entries] == [1, 2, 3]
         assert page.entries[1].usage == USAGE
+
+
+async def test_channels_round_trip(store: TranscriptStore) -> None:
+    turn = [user("from slack"), assistant("ok")]
+    await store.append_turn("k", "main", "r1", turn, "complete", channel="slack:C024BE91L")
+    await store.append_turn("k", "main", "r2", [user("no channel")], "complete")
+    await store.append_turn("k", "main", "r3", [user("cut")], "aborted", None, "webchat")
+    page = await store.history("k", 10, None)
+    assert page is not None
+    assert [e.channel for e in page.entries] == ["slack:C024BE91L"] * 2 + [None, "webchat"]
+    recent = await store.recent("k", 1)
+    assert recent is not None and recent.entries[0].channel == "webchat"
+    # The channel is the turn's, not the model's business.
+    assert await store.context("k", None) == [
+        user("from slack"), assistant("ok"), user("no channel"), user("cut"),
+    ]  # fmt: skip
+
+
+async def test_a_page_says_where_the_transcript_ends(store: TranscriptStore) -> None:
+    for n in range(3):
+        await store.append_turn("k", "main", f"r{n}", [user(f"q{n}"), assistant("a")], "complete")
+    first = await store.history("k", 2, None)
+    assert first is not None and first.next_cursor is not None
+    assert first.end == TranscriptMark(6, "r2")  # the transcript's end, not the page's
+    await store.reset("k")
+    empty = await store.history("k", 2, None)
+    assert empty is not None and empty.end == START
+
+
+async def test_followers_get_each_append_once_in_order(store: TranscriptStore) -> None:
+    await store.append_turn("k", "main", "r0", [user("before")], "complete")
+    page = await store.history("k", 10, None)
+    assert page is not None
+    # What is there already comes at once, at most ``limit`` at a time.
+    await store.append_turn("k", "main", "r1", [user("u1"), assistant("a1")], "complete")
+    found = await store.wait_appended("k", page.end, 1)
+    assert found is not None and [e.message["content"] for e in found] == ["u1"]
+    found = await store.wait_appended("k", found[-1].mark, 10)
+    assert found is not None and [e.message["content"] for e in found] == ["a1"]
+    mark = found[-1].mark
+    seen: list[str] = []
+
+    async def follow(after: TranscriptMark) -> None:
+        while len(seen) < 6:
+            got = await store.wait_appended("k", after, 100)
+            assert got is not None
+            seen.extend(str(e.message["content"]) for e in got)
+            after = got[-1].mark
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow, mark)
+            for n in range(2, 5):
+                await trio.testing.wait_all_tasks_blocked()
+                turn = [user(f"u{n}"), assistant(f"a{n}")]
+                await store.append_turn("k", "main", f"r{n}", turn, "complete", channel="c")
+    assert seen == ["u2", "a2", "u3", "a3", "u4", "a4"]
+
+    # Nothing new: the caller's deadline ends the wait.
+    with trio.move_on_after(0.05) as quiet:
+        await store.wait_appended("k", TranscriptMark(9, "r4"), 10)
+    assert quiet.cancelled_caught
+
+
+async def test_a_reset_or_delete_ends_following(store: TranscriptStore) -> None:
+    await store.append_turn("k", "main", "r1", [user("q"), assistant("a")], "complete")
+    assert await store.wait_appended("missing", START, 10) is None
+    # A mark the transcript no longer holds (another run at that seq): reset since.
+    assert await store.wait_appended("k", TranscriptMark(2, "other"), 10) is None
+    ended: list[object] = []
+
+    async def follow() -> None:
+        ended.append(await store.wait_appended("k", TranscriptMark(2, "r1"), 10))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await trio.testing.wait_all_tasks_blocked()
+            await store.reset("k")
+            # Even once the new transcript has grown past the follower's mark.
+            three = [user("1"), user("2"), user("3")]
+            await store.append_turn("k", "main", "r2", three, "complete")
+    assert ended == [None]
+    assert await store.wait_appended("k", TranscriptMark(2, "r1"), 10) is None
+    found = await store.wait_appended("k", START, 10)
+    assert found is not None and len(found) == 3
+    await store.delete("k")
+    assert await store.wait_appended("k", START, 10) is None
+
+
+async def test_another_store_wakes_followers(backend: Backend) -> None:
+    """An append through another store object (another process or host) reaches a follower
+    (through the store's poll here: no notifications between these two objects)."""
+    async with backend.open_transcripts() as first, backend.open_transcripts() as second:
+        await first.append_turn("k", "main", "r1", [user("one")], "complete")
+        got: list[str] = []
+
+        async def follow() -> None:
+            found = await first.wait_appended("k", TranscriptMark(1, "r1"), 10)
+            assert found is not None
+            got.extend(str(e.message["content"]) for e in found)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follow)
+                await trio.testing.wait_all_tasks_blocked()
+                await second.append_turn("k", "main", "r2", [user("two")], "complete")
+        assert got == ["two"]

@@ -11,6 +11,10 @@ Times come from the database's clock, one clock for every host; a session's ``up
 never goes back.
 
 Reads of more than one statement run in a READ ONLY REPEATABLE READ snapshot, as SQLite's do.
+
+Every write to a session (append, reset, delete) also notifies ``APPENDED`` with the session's
+key (delivered to the listening hosts at commit): their followers of that session read again.
+A key too long for a notification's payload sends an empty one, which wakes every follower.
 """
 
 from __future__ import annotations
@@ -18,11 +22,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.sessions import _transcript_rows as rows
-from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
+from gateway.sessions.base import (
+    HistoryPage,
+    RecentMessages,
+    SessionInfo,
+    TranscriptEntry,
+    TranscriptMark,
+    TurnStatus,
+)
 from gateway.sessions.postgres._sql import NOW_MS, Connection, snapshot
 from gateway.types import ChatMessage, UsageDict
 
+APPENDED = "gateway_appended"
+# PostgreSQL refuses notification payloads of 8000 bytes or more.
+_MAX_PAYLOAD = 7900
 _EXISTS = "SELECT 1 FROM gateway_sessions WHERE key = %s"
+_LAST = "SELECT seq, run_id FROM gateway_messages WHERE session_key = %s ORDER BY seq DESC LIMIT 1"
+
+
+def _notify(key: str, db: Connection) -> None:
+    payload = key if len(key.encode()) <= _MAX_PAYLOAD else ""
+    db.execute("SELECT pg_notify(%s, %s)", (APPENDED, payload))
 
 
 def append(
@@ -32,6 +52,7 @@ def append(
     messages: Sequence[ChatMessage],
     status: TurnStatus,
     usage: UsageDict | None,
+    channel: str | None,
     db: Connection,
 ) -> None:
     # The upsert locks the session's row until commit: concurrent appends wait here.
@@ -51,9 +72,11 @@ def append(
     assert last is not None
     with db.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO gateway_messages ({rows.ROW_COLUMNS}) VALUES ({'%s, ' * 10}%s)",
-            rows.turn_rows(key, int(last[0]), run_id, messages, status, usage, int(now)),
+            f"INSERT INTO gateway_messages ({rows.ROW_COLUMNS})"
+            f" VALUES ({', '.join(['%s'] * rows.ROW_WIDTH)})",
+            rows.turn_rows(key, int(last[0]), run_id, messages, status, usage, int(now), channel),
         )
+    _notify(key, db)
 
 
 def context(key: str, limit: int | None, db: Connection) -> list[ChatMessage]:
@@ -75,7 +98,32 @@ def history(key: str, limit: int, cursor: str | None, db: Connection) -> History
         " ORDER BY seq LIMIT %s",
         (key, after, limit + 1),
     ).fetchall()
-    return rows.history_page(found, limit)
+    return rows.history_page(found, limit, db.execute(_LAST, (key,)).fetchone())
+
+
+def appended(
+    key: str, after: TranscriptMark, limit: int, db: Connection
+) -> list[TranscriptEntry] | None:
+    snapshot(db)
+    exists = db.execute(_EXISTS, (key,)).fetchone() is not None
+    found = db.execute(
+        f"SELECT {rows.ENTRY_COLUMNS} FROM gateway_messages WHERE session_key = %s AND seq >= %s"
+        " ORDER BY seq LIMIT %s",
+        (key, after.seq, limit + 1),
+    ).fetchall()
+    return rows.appended_after(after, limit, exists, found)
+
+
+def fingerprints(keys: Sequence[str], db: Connection) -> dict[str, object]:
+    """Per existing session among ``keys``: its last update time and newest seq, which every
+    append, reset and delete changes."""
+    found = db.execute(
+        "SELECT key, updated_at_ms,"
+        " (SELECT coalesce(max(seq), 0) FROM gateway_messages WHERE session_key = s.key)"
+        " FROM gateway_sessions AS s WHERE key = ANY(%s)",
+        (list(keys),),
+    ).fetchall()
+    return {key: (int(updated), int(last)) for key, updated, last in found}
 
 
 def recent(key: str, limit: int, db: Connection) -> RecentMessages | None:
@@ -123,9 +171,12 @@ def reset(key: str, db: Connection) -> bool:
         (key,),
     )
     db.execute("DELETE FROM gateway_messages WHERE session_key = %s", (key,))
+    _notify(key, db)
     return updated.rowcount > 0
 
 
 def delete(key: str, db: Connection) -> bool:
     # The messages go with the row (ON DELETE CASCADE).
-    return db.execute("DELETE FROM gateway_sessions WHERE key = %s", (key,)).rowcount > 0
+    deleted = db.execute("DELETE FROM gateway_sessions WHERE key = %s", (key,)).rowcount > 0
+    _notify(key, db)
+    return deleted

@@ -114,6 +114,8 @@ MIGRATIONS: Sequence[tuple[int, Sequence[str]]] = (
             """,
         ),
     ),
+    # The message channel of a turn (live history shows it); NULL for turns without one.
+    (2, ("ALTER TABLE gateway_messages ADD COLUMN IF NOT EXISTS channel TEXT",)),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -15,6 +15,7 @@ import logging
 
 import trio
 
+from gateway.sessions.postgres._transcripts_sql import APPENDED
 from gateway.sessions.postgres.admission import PgAdmission
 from gateway.sessions.postgres.bus import PgEventBus
 from gateway.sessions.postgres.connection import PgDatabase, StoreUnavailable
@@ -84,8 +85,11 @@ class PgStore:
     def _notified(self, channel: str, payload: str) -> None:
         if channel == "gateway_events":
             self.events.notified(payload)
+        elif channel == APPENDED:
+            self.transcripts.notified(payload)
         else:
             self.admission.notified(channel, payload)
 
     def _reconnected(self) -> None:
         self.admission.reconnected()
+        self.transcripts.follow.ring_all()

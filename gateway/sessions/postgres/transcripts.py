@@ -5,6 +5,11 @@ SQLite store's promises (``gateway.sessions.sqlite``: what ``context`` leaves ou
 
 A turn acknowledged by ``append_turn`` is committed (durable as the server's settings make
 it). When the database does not answer, calls raise ``StoreUnavailable`` (503).
+
+Followers (``wait_appended``) are woken at once by this object's own writes, by other hosts'
+through their notifications (the host's listener hands them to ``notified``; a reconnected
+listener, which may have missed some, to ``ring_all``), and, as a safety net, by a probe of
+the followed sessions every ``POLL_SECONDS`` while anyone waits (``gateway.sessions._follow``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ from functools import partial
 import psycopg
 
 from gateway.sessions import _transcript_rows
-from gateway.sessions.base import HistoryPage, RecentMessages, SessionInfo, TurnStatus
+from gateway.sessions._follow import AppendWatch
+from gateway.sessions.base import (
+    HistoryPage,
+    RecentMessages,
+    SessionInfo,
+    TranscriptEntry,
+    TranscriptMark,
+    TurnStatus,
+)
 from gateway.sessions.postgres import _transcripts_sql as sql
 from gateway.sessions.postgres._sql import select_one
 from gateway.sessions.postgres.connection import PgDatabase, StoreUnavailable
@@ -25,6 +38,9 @@ from gateway.types import ChatMessage, UsageDict
 
 __all__ = ["PgTranscripts"]
 
+# The safety net under notifications: how often followers look at the database themselves.
+POLL_SECONDS = 1.0
+
 
 class PgTranscripts:
     """The ``TranscriptStore`` on ``db``. Constructing it does no I/O; the schema is brought
@@ -33,6 +49,7 @@ class PgTranscripts:
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
         self._schema = SchemaGate(db)
+        self.follow = AppendWatch(self._fingerprints, POLL_SECONDS)
 
     @property
     def location(self) -> str:
@@ -51,6 +68,14 @@ class PgTranscripts:
     async def aclose(self) -> None:
         """Nothing to release: the connections are the database owner's."""
 
+    def notified(self, payload: str) -> None:
+        """A ``gateway_appended`` notification (on the trio thread): the payload's session was
+        written by some host; an empty payload stands for any session."""
+        if payload:
+            self.follow.ring(payload)
+        else:
+            self.follow.ring_all()
+
     async def append_turn(
         self,
         key: str,
@@ -59,16 +84,37 @@ class PgTranscripts:
         messages: Sequence[ChatMessage],
         status: TurnStatus,
         usage: UsageDict | None = None,
+        channel: str | None = None,
     ) -> None:
         """Append one turn in one transaction (creating the session on first use); returns
-        once it is committed. Cancellation is honoured only while the write waits for a
-        connection; once it has started, the call waits for the commit. A cancelled run
-        recording its turn must shield the call. An empty ``messages`` writes nothing."""
+        once it is committed, its followers woken (on every host). Cancellation is honoured
+        only while the write waits for a connection; once it has started, the call waits for
+        the commit. A cancelled run recording its turn must shield the call. An empty
+        ``messages`` writes nothing."""
         _transcript_rows.check_turn(status)
         if not messages:
             return
         await self._schema.ensure()
-        await self._db.run(partial(sql.append, key, agent_id, run_id, messages, status, usage))
+        await self._db.run(
+            partial(sql.append, key, agent_id, run_id, messages, status, usage, channel)
+        )
+        self.follow.ring(key)
+
+    async def wait_appended(
+        self, key: str, after: TranscriptMark, limit: int
+    ) -> list[TranscriptEntry] | None:
+        """The messages after ``after`` as soon as there are any; ``None`` once the session is
+        deleted or was reset since ``after``. See ``TranscriptStore.wait_appended`` and the
+        module docstring. Cancellable at any point;
+        ``StoreUnavailable`` when the database does not answer."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        await self._schema.ensure()
+        read = partial(self._db.run, partial(sql.appended, key, after, limit))
+        return await self.follow.wait_for(key, read)
+
+    async def _fingerprints(self, keys: Sequence[str]) -> dict[str, object]:
+        return await self._db.run(partial(sql.fingerprints, keys))
 
     async def context(self, key: str, limit: int | None) -> list[ChatMessage]:
         """The stored conversation for the model, oldest first: at most the newest ``limit``
@@ -103,9 +149,13 @@ class PgTranscripts:
     async def reset(self, key: str) -> bool:
         """Delete the transcript and keep the session; returns whether the session exists."""
         await self._schema.ensure()
-        return await self._db.run(partial(sql.reset, key))
+        found = await self._db.run(partial(sql.reset, key))
+        self.follow.ring(key)
+        return found
 
     async def delete(self, key: str) -> bool:
         """Delete the session and its transcript; returns whether it existed."""
         await self._schema.ensure()
-        return await self._db.run(partial(sql.delete, key))
+        found = await self._db.run(partial(sql.delete, key))
+        self.follow.ring(key)
+        return found
