@@ -64,8 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         print("gateway: --workers must be at least 1", file=sys.stderr)
         return 2
-    # Workers (and reloads) read the configuration again: pin the file this command chose.
-    os.environ["OPENCLAW_CONFIG_PATH"] = str(resolve_config_path(args.config, os.environ))
+    # Workers (and reloads) read the configuration again: pin the file this command chose (a
+    # default path with no file behind it stays unpinned: all defaults, as here).
+    path = resolve_config_path(args.config, os.environ)
+    if args.config or os.environ.get("OPENCLAW_CONFIG_PATH") or path.exists():
+        os.environ["OPENCLAW_CONFIG_PATH"] = str(path)
     try:
         return run_server(settings, host, settings.gateway.port, args.workers)
     except OSError as error:  # the port is taken, the address is not ours, ...

@@ -85,6 +85,19 @@ async def test_gateway_serve_and_sigterm(tmp_path: Path) -> None:
         assert proc.wait(timeout=10) == 0
 
 
+async def test_gateway_serve_workers_without_a_config_file(tmp_path: Path) -> None:
+    """No file at the default path means all defaults, in every worker too."""
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    args = [str(BIN / "gateway"), "serve", "--workers", "2", "--port", str(port)]
+    with process(args, tmp_path, HOME=str(home), OPENCLAW_CONFIG_PATH="") as proc:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert not (home / ".openclaw" / "openclaw.json").exists()
+
+
 def test_gateway_serve_refuses_auth_none_beyond_loopback(tmp_path: Path) -> None:
     config = tmp_path / "gw.json5"
     config.write_text('{gateway: {auth: {mode: "none"}}}')
