@@ -1,6 +1,6 @@
 """``gateway serve`` with read-only introspection, for benchmarks: ``python -m bench._server``.
 
-Same app (``create_app``), same Hypercorn trio worker settings (``gateway.cli.hypercorn_config``)
+Same app (``create_app``), same Hypercorn trio worker settings (``gateway.serve.hypercorn_config``)
 and same shutdown as ``gateway serve --config PATH --port N``, plus, on the same listener:
 
 - ``GET /_bench/stats``: what the app holds right now: ``runtime.statistics()`` (active and
@@ -160,17 +160,9 @@ async def _json(send: Any, document: Any) -> None:
 
 
 def _hypercorn_config(settings: Any, host: str, port: int) -> Config:
-    try:
-        from gateway.cli import hypercorn_config
+    from gateway.serve import hypercorn_config
 
-        return hypercorn_config(settings, host, port)
-    except (ImportError, TypeError):  # the CLI changed shape: the same essentials
-        config = Config()
-        config.bind = [f"{host}:{port}"]
-        config.worker_class = "trio"
-        config.accesslog = None
-        config.errorlog = "-"
-        return config
+    return hypercorn_config(settings, host, port)
 
 
 async def _shutdown_signal() -> None:

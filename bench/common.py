@@ -33,12 +33,21 @@ DEFAULT_MODEL = "openclaw"
 # Command line
 
 
-def parser_for(description: str | None) -> argparse.ArgumentParser:
-    """A parser with the options every benchmark takes."""
+def parser_for(description: str | None, *, target: bool = True) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark takes (``target``: also those for measuring
+    a gateway that is already running)."""
     parser = argparse.ArgumentParser(
         description=(description or "").split("\n\n", 1)[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    if target:
+        _target_options(parser)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for JSON and PNG")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return parser
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         help="an OpenAI-compatible gateway to measure instead of starting one "
@@ -53,9 +62,6 @@ def parser_for(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--gateway-pid", type=int, default=None, help="with --target: its PID (RSS, CPU)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for JSON and PNG")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    return parser
 
 
 # Processes
@@ -95,6 +101,7 @@ async def spawned(
     log: Path | None = None,
     pipe_stdout: bool = False,
     env: dict[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> AsyncIterator[trio.Process]:
     """Run ``cmd`` for the block; on the way out SIGTERM it, then SIGKILL after 10 s."""
     log_file = _open_log(log)
@@ -104,7 +111,7 @@ async def spawned(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipe_stdout else log_file,
             stderr=log_file,
-            cwd=REPO,
+            cwd=cwd,
             env=_env(env),
         )
         try:
@@ -120,7 +127,7 @@ async def spawned(
                     await process.wait()
     finally:
         if log_file is not subprocess.DEVNULL:
-            log_file.close()  # type: ignore[union-attr]
+            log_file.close()
 
 
 class Upstream:

@@ -43,8 +43,9 @@ from bench.common import (
     write_json,
 )
 
-GOAL_TTFT_MS = 2.0
-GOAL_PER_TOKEN_MS = 0.1
+# The goal: added time to first token, p50, one client at a time. The per-token cost and the
+# higher concurrencies are reported without a goal.
+GOAL_TTFT_MS = 1.0
 PATHS = ("direct", "gateway")
 
 
@@ -222,7 +223,7 @@ async def non_streaming(args: argparse.Namespace, paths: Paths) -> dict[str, Any
             body = paths.body(path, knobs, stream=False, tag="json")
             answers, _, _ = await block(paths, path, 1, args.block_seconds / 2, body, 10_000)
             totals[path] += [a.ended - a.started for a in answers]
-    out = {p: {"total_ms": summary(ms(totals[p]))} for p in PATHS}
+    out: dict[str, Any] = {p: {"total_ms": summary(ms(totals[p]))} for p in PATHS}
     out["added"] = {"total_p50_ms": _diff(out, "total_ms", "p50")}
     return out
 
@@ -271,8 +272,8 @@ def print_report(result: dict[str, Any]) -> None:
         [
             f"added time per token ({long['tokens']}-token stream)",
             fmt(long["added_per_token_ms"], 4) + " ms",
-            f"<= {GOAL_PER_TOKEN_MS} ms",
-            long["added_per_token_ms"] <= GOAL_PER_TOKEN_MS,
+            "",
+            "",
         ],
         [
             "gateway CPU per token",
@@ -323,7 +324,13 @@ def plot(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
     ):
         ys = [result["short"][str(c)]["added"][key] for c in levels]
         ax.plot(levels, ys, marker="o", label=label)
-    ax.axhline(GOAL_TTFT_MS, color="red", linestyle="--", linewidth=1, label="goal at c=1: 2 ms")
+    ax.axhline(
+        GOAL_TTFT_MS,
+        color="red",
+        linestyle="--",
+        linewidth=1,
+        label=f"goal at c=1: {GOAL_TTFT_MS:g} ms",
+    )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(levels, [str(c) for c in levels])

@@ -3,7 +3,10 @@
 Each benchmark runs as its own process (its own gateway and fake upstream) with ``--out``
 (default ``bench/results/latest``), under a time limit. Then ``summary.md`` / ``summary.json``
 hold one table of every goal, and ``--update-readme`` puts that table into ``bench/README.md``
-between its ``results`` markers. About 5 minutes on a 2-core machine.
+between its ``results`` markers. About 6 minutes on a 2-core machine (``--quick``: about 2).
+
+``workers`` and ``startup`` start gateways of their own in every case, so with ``--target`` they
+are skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, RESULTS, environment, fmt, table
+from bench._summary import summary_rows
+from bench.common import REPO, RESULTS, environment, table
 
 README = REPO / "bench" / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -27,34 +31,40 @@ BENCHMARKS: list[tuple[str, list[str], int]] = [
     ("overhead", [], 180),
     ("throughput", [], 180),
     ("scale", [], 240),
+    ("workers", [], 150),
+    ("startup", [], 120),
 ]
 QUICK = {
     "cancel": ["--aborts", "1000", "--isolated", "5"],
     "overhead": ["--rounds", "2", "--block-seconds", "0.75", "--long-tokens", "3000"],
     "throughput": ["--duration", "3", "--warmup", "1"],
     "scale": ["--levels", "50", "200", "--window", "4"],
+    "workers": ["--duration", "3", "--warmup", "1"],
+    "startup": ["--runs", "3", "--import-runs", "1"],
 }
+# The benchmarks that can measure a gateway someone else started (``--target`` and friends).
+TARGETABLE = {"cancel", "overhead", "throughput", "scale"}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     status: dict[str, Any] = {}
     common = ["--out", str(args.out)]
+    if args.no_plots:
+        common.append("--no-plots")
+    target: list[str] = []
     for name in ("target", "token", "model", "upstream_port", "gateway_pid"):
         value = getattr(args, name)
         if value is not None:
-            common += [f"--{name.replace('_', '-')}", str(value)]
-    if args.no_plots:
-        common.append("--no-plots")
+            target += [f"--{name.replace('_', '-')}", str(value)]
     for name, extra, limit in BENCHMARKS:
         if name in args.skip:
             continue
-        cmd = [
-            sys.executable,
-            "-m",
-            f"bench.{name}",
-            *common,
-            *(QUICK[name] if args.quick else extra),
-        ]
+        if args.target and name not in TARGETABLE:
+            print(f"\n=== {name}: skipped (it starts its own gateways; --target given)")
+            continue
+        cmd = [sys.executable, "-m", f"bench.{name}", *common]
+        cmd += target if name in TARGETABLE else []
+        cmd += QUICK[name] if args.quick else extra
         print(f"\n=== {name}: {' '.join(cmd[2:])}", flush=True)
         started = time.monotonic()
         try:
@@ -64,134 +74,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             status[name] = {"exit": "timeout", "seconds": time.monotonic() - started}
         print(f"=== {name}: {status[name]['seconds']:.0f} s", flush=True)
     return status
-
-
-def load(out: Path, name: str) -> dict[str, Any] | None:
-    path = out / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def summary_rows(out: Path) -> list[list[Any]]:
-    """One row per goal: benchmark, measure, value, goal, met."""
-    rows: list[list[Any]] = []
-    cancel = load(out, "cancel")
-    if cancel:
-        concurrency = cancel["config"]["concurrency"]
-        for phase, data in cancel["phases"].items():
-            lat = data["latency_ms"]
-            solo = cancel.get("isolated", {}).get(phase, {}).get("latency_ms", {})
-            until = "left queue" if "queue" in data["measured_as"] else "upstream closed"
-            rows.append(
-                [
-                    "cancel",
-                    f"{phase}: close → {until}, p50 / p95 / p99 / max ms "
-                    f"({concurrency} in flight; one at a time p99 {fmt(solo.get('p99'))})",
-                    " / ".join(fmt(lat[k]) for k in ("p50", "p95", "p99", "max")),
-                    "p99 ≤ 5 ms",
-                    lat["p99"] is not None and lat["p99"] <= 5.0 and data["not_observed"] == 0,
-                ]
-            )
-        leaks = cancel["leaks"]
-        names = ["active_runs", "queued_runs", "lanes_held", "lanes_waiting", "lane_tickets"]
-        names += ["upstream_connections_open", "tasks_delta", "fds_delta"]
-        left = {n: leaks.get(n) for n in names}
-        total = sum(max(0, v or 0) for v in left.values())  # fewer tasks/fds than before: fine
-        rows.append(
-            [
-                "cancel",
-                f"leaks after {leaks['aborts']} aborts (runs, lanes, tickets, upstream "
-                "connections, tasks, fds)",
-                ", ".join(f"{k}={v}" for k, v in left.items()),
-                "all 0",
-                total == 0 and leaks["aborts"] >= 10_000,
-            ]
-        )
-        if "rss_before_mb" in leaks:
-            rows.append(
-                [
-                    "cancel",
-                    "gateway RSS before → after the aborts",
-                    f"{leaks['rss_before_mb']:.1f} → {leaks['rss_after_mb']:.1f} MB",
-                    "",
-                    "",
-                ]
-            )
-    overhead = load(out, "overhead")
-    if overhead:
-        for concurrency, entry in overhead["short"].items():
-            added = entry["added"]
-            rows.append(
-                [
-                    "overhead",
-                    f"added TTFT p50 / p99, c={concurrency} (ms)",
-                    f"{fmt(added['ttft_p50_ms'])} / {fmt(added['ttft_p99_ms'])}",
-                    "p50 ≤ 2 ms" if concurrency == "1" else "",
-                    added["ttft_p50_ms"] <= 2.0 if concurrency == "1" else "",
-                ]
-            )
-            rows.append(
-                [
-                    "overhead",
-                    f"added total p50 / p99, c={concurrency} (ms)",
-                    f"{fmt(added['total_p50_ms'])} / {fmt(added['total_p99_ms'])}",
-                    "",
-                    "",
-                ]
-            )
-        long = overhead["long"]
-        rows.append(
-            [
-                "overhead",
-                f"added time per token, {long['tokens']}-token zero-delay stream "
-                f"(gateway CPU per token {fmt(long.get('gateway_cpu_per_token_ms'), 3)} ms)",
-                f"{fmt(long['added_per_token_ms'], 4)} ms",
-                "≤ 0.1 ms",
-                long["added_per_token_ms"] <= 0.1,
-            ]
-        )
-    throughput = load(out, "throughput")
-    if throughput:
-        scenarios = throughput["scenarios"]
-        floor = scenarios["floor_health"]["requests_per_s"]
-        bare = scenarios.get("floor_bare", {}).get("requests_per_s")
-        rows.append(
-            [
-                "throughput",
-                f"floor: GET /health of the gateway (bare quart-trio app: {fmt(bare, 0)}/s)",
-                f"{floor:.0f}/s",
-                "",
-                "",
-            ]
-        )
-        for name, data in scenarios.items():
-            if name.startswith("floor"):
-                continue
-            rows.append(
-                [
-                    "throughput",
-                    f"{name} completions/s (ratio to floor)",
-                    f"{data['requests_per_s']:.0f}/s ({data['ratio_to_floor']:.0%})",
-                    "≥ 60 %",
-                    data["ratio_to_floor"] >= 0.6,
-                ]
-            )
-    scale = load(out, "scale")
-    if scale:
-        for level in scale["levels"]:
-            n = level["streams"]
-            rows.append(
-                [
-                    "scale",
-                    f"{n} open streams: RSS, per stream, flowing",
-                    f"{fmt(level['rss_mb'], 1)} MB, {fmt(level['rss_per_stream_kb'], 1)} KB, "
-                    f"{level['streams_flowing']}/{n}",
-                    "≤ 150 MB, all flowing" if n == 2000 else "",
-                    (level["rss_mb"] or 1e9) <= 150 and level["streams_flowing"] == n
-                    if n == 2000
-                    else "",
-                ]
-            )
-    return rows
 
 
 def write_summary(out: Path, status: dict[str, Any]) -> str:

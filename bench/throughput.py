@@ -1,29 +1,31 @@
-"""Completions per second on one gateway worker, against the framework floor, in one run.
+"""Completions per second on one gateway worker, against the floor of the same worker, in one run.
 
 Scenarios, each a closed loop of ``--connections`` keep-alive connections for ``--duration``
 seconds (after a short warm-up):
 
-- ``floor_health``: ``GET /health`` of the same gateway process (the floor: same Hypercorn trio
-  worker, same Quart app and ASGI wrappers, no completion);
-- ``floor_bare``: ``GET /health`` of a bare quart-trio app served the same way
+- ``floor_healthz``: ``GET /healthz`` of the same gateway process (the floor: same Hypercorn
+  trio worker, same Quart app and ASGI wrappers, no completion);
+- ``floor_bare``: ``GET /healthz`` of a bare quart-trio app served the same way
   (``hypercorn -k trio``), for reference;
 - ``echo_json`` / ``echo_stream``: chat completions from the built-in ``echo`` model (no
   upstream; it streams the 8-word message back word by word), non-streaming / streaming;
+  reported for reference, without a goal;
 - ``fake_json`` / ``fake_stream``: the same through the fake upstream (8 tokens, zero delay, a
-  separate process) as provider ``fake``.
+  separate process) as provider ``fake``: the goals (``GOALS``).
 
-Ratio = completions/s ÷ ``floor_health`` requests/s. The load generator is ``wrk`` when it is
-installed (``apt-get install wrk``; POST bodies through a Lua script), else ``--processes``
-Python processes (``bench._loadgen``), which may themselves be the bottleneck. The gateway's CPU
-use during each scenario says which side was saturated (~100 %: the gateway).
+Ratio = completions/s ÷ ``floor_healthz`` requests/s (the goals). Also printed: the gateway's
+CPU per request, and the "ratio by CPU cost" (``floor_healthz``'s CPU per request ÷ the
+scenario's), which is what the ratio would be if the gateway had a core to itself in every
+scenario: on a shared machine, others' load during one scenario moves its rate, less its cost.
+The load generator is ``wrk`` when it is installed (``apt-get install wrk``), else
+``--processes`` Python processes (``bench._loadgen``), which may themselves be the bottleneck.
+The CPU of the gateway, the fake upstream and the load generator during each scenario says
+which side was saturated (~100 %: the gateway).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,9 +33,9 @@ from typing import Any
 
 import trio
 
+from bench._load import LoadOptions, ProcessesCpu, Scenario, choose_tool, run_load
 from bench.client import Endpoint, chat_body, tagged_text
 from bench.common import (
-    CpuMonitor,
     environment,
     free_port,
     open_stack,
@@ -46,151 +48,45 @@ from bench.common import (
     write_json,
 )
 
-GOAL_RATIO = 0.60
+# Completions/s ÷ floor_healthz requests/s, per scenario; the echo scenarios have none.
+GOALS = {"fake_json": 0.6, "fake_stream": 0.5}
+FLOOR = "floor_healthz"
 TEXT = "hello from the benchmark one two three four five"
 
 
-def scenarios(args: argparse.Namespace, gateway: str, bare: str | None, token: str | None) -> list:
+def scenarios(
+    args: argparse.Namespace, gateway: str, bare: str | None, token: str | None
+) -> list[Scenario]:
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     post = {"Content-Type": "application/json", **auth}
     chat = gateway + "/v1/chat/completions"
     fake_knobs = {"tokens": 8, "token_delay": 0}
-    out: list[dict[str, Any]] = [{"name": "floor_health", "url": gateway + "/health"}]
+    out = [Scenario(FLOOR, gateway + "/healthz")]
     if bare:
-        out.append({"name": "floor_bare", "url": bare + "/health"})
+        out.append(Scenario("floor_bare", bare + "/healthz"))
     for stream in (False, True):
         suffix = "stream" if stream else "json"
-        out.append(
-            {
-                "name": f"echo_{suffix}",
-                "url": chat,
-                "method": "POST",
-                "headers": post,
-                "body": chat_body(args.model, TEXT, stream=stream),
-            }
-        )
+        body = chat_body(args.model, TEXT, stream=stream)
+        out.append(Scenario(f"echo_{suffix}", chat, "POST", post, body))
     if not args.target:
         for stream in (False, True):
             suffix = "stream" if stream else "json"
             body = chat_body(args.model + "/fake", tagged_text("tp", fake_knobs), stream=stream)
-            out.append(
-                {
-                    "name": f"fake_{suffix}",
-                    "url": chat,
-                    "method": "POST",
-                    "headers": post,
-                    "body": body,
-                }
-            )
+            out.append(Scenario(f"fake_{suffix}", chat, "POST", post, body))
     return out
 
 
-def lua_script(scenario: dict[str, Any], directory: Path) -> Path:
-    lines = [f'wrk.method = "{scenario.get("method", "GET")}"']
-    if scenario.get("body"):
-        lines.append(f"wrk.body = [==[{scenario['body'].decode()}]==]")
-    for name, value in scenario.get("headers", {}).items():
-        lines.append(f'wrk.headers["{name}"] = "{value}"')
-    path = directory / f"{scenario['name']}.lua"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
-
-
-def parse_wrk(output: str) -> dict[str, Any]:
-    def latency(label: str) -> float | None:
-        match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
-        return float(match.group(1)) * _UNITS[match.group(2)] if match else None
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", output)
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    return {
-        "requests_per_s": float(rps.group(1)) if rps else None,
-        "requests": int(done.group(1)) if done else None,
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
-        "p50_ms": latency("50%"),
-        "p99_ms": latency("99%"),
-    }
-
-
-async def run_wrk(
-    args: argparse.Namespace, scenario: dict[str, Any], seconds: float, tmp: Path
-) -> dict[str, Any]:
-    script = lua_script(scenario, tmp)
-    cmd = [
-        "wrk",
-        "-t1",
-        f"-c{args.connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--latency",
-        "-s",
-        str(script),
-        scenario["url"],
-    ]
-    done = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
-    result = parse_wrk(done.stdout.decode())
-    if result["requests_per_s"] is None:
-        raise RuntimeError(f"wrk failed: {done.stdout.decode()} {done.stderr.decode()}")
-    return result
-
-
-async def run_python(
-    args: argparse.Namespace, scenario: dict[str, Any], seconds: float, tmp: Path
-) -> dict[str, Any]:
-    body_file = tmp / f"{scenario['name']}.body"
-    body_file.write_bytes(scenario.get("body", b""))
-    per_process = max(1, args.connections // args.processes)
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench._loadgen",
-        "--url",
-        scenario["url"],
-        "--method",
-        scenario.get("method", "GET"),
-        "--headers",
-        json.dumps(scenario.get("headers", {})),
-        "--body-file",
-        str(body_file),
-        "--connections",
-        str(per_process),
-        "--duration",
-        str(seconds),
-    ]
-    results: list[dict[str, Any]] = []
-
-    async def one() -> None:
-        done = await trio.run_process(cmd, capture_stdout=True, check=True, cwd=Path.cwd())
-        results.append(json.loads(done.stdout))
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(args.processes):
-            nursery.start_soon(one)
-    ok = sum(r["ok"] for r in results)
-    elapsed = max(r["elapsed_s"] for r in results)
-    return {
-        "requests_per_s": ok / elapsed,
-        "requests": ok,
-        "non_2xx": sum(r["non_2xx"] for r in results),
-        "socket_errors": sum(r["errors"] for r in results),
-        "p50_ms": max((r["p50_ms"] or 0) for r in results),
-        "p99_ms": max((r["p99_ms"] or 0) for r in results),
-    }
+def goal_met(name: str, ratio: float | None) -> bool | str:
+    """Whether ``name`` met its goal; ``""`` when it has none."""
+    goal = GOALS.get(name)
+    if goal is None:
+        return ""
+    return ratio is not None and ratio >= goal
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit(args.connections * 4 + 1000)
-    loadgen = "wrk" if shutil.which("wrk") and args.loadgen != "python" else "python"
-    if args.loadgen == "wrk" and loadgen != "wrk":
-        raise SystemExit("wrk is not installed (apt-get install wrk)")
-    run = run_wrk if loadgen == "wrk" else run_python
+    load = LoadOptions(choose_tool(args.loadgen), args.connections, args.processes)
     results: dict[str, Any] = {}
     extra = [{"id": "fake", "model": "fake/fake"}]
     async with open_stack(
@@ -210,31 +106,43 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             async with spawned(bare_cmd, log=tmp_path / "bare.log") as bare:
                 bare_url = f"http://127.0.0.1:{bare_port}"
                 await wait_healthy(Endpoint.parse(bare_url), bare, 30)
-                print(f"throughput: load generator {loadgen}, {args.connections} connections")
+                print(f"throughput: load generator {load.tool}, {args.connections} connections")
                 for scenario in scenarios(args, gateway, bare_url, stack.token):
-                    await run(args, scenario, args.warmup, tmp_path)
-                    pid = bare.pid if scenario["name"] == "floor_bare" else stack.gateway_pid
-                    upstream_pid = stack.upstream.process.pid if stack.upstream else None
-                    monitor = CpuMonitor()
-                    monitor.start(pid, upstream_pid)
-                    result = await run(args, scenario, args.duration, tmp_path)
-                    result["cpu"] = monitor.stop()
-                    results[scenario["name"]] = result
+                    await run_load(load, scenario, args.warmup, tmp_path)
+                    pids: dict[str, int] = {}
+                    server = bare.pid if scenario.name == "floor_bare" else stack.gateway_pid
+                    if server:
+                        pids["gateway"] = server
+                    if stack.upstream:
+                        pids["upstream"] = stack.upstream.process.pid
+                    cpu = ProcessesCpu(pids)
+                    cpu.start()
+                    result = await run_load(load, scenario, args.duration, tmp_path)
+                    result["cpu"] = cpu.stop(result["loadgen_cpu_s"])
+                    results[scenario.name] = result
                     print(
-                        f"  {scenario['name']}: {result['requests_per_s']:.0f}/s, server CPU "
-                        f"{result['cpu']['gateway_cpu_pct']:.0f} %, errors "
+                        f"  {scenario.name}: {result['requests_per_s']:.0f}/s, server CPU "
+                        f"{result['cpu'].get('gateway', 0):.0f} %, errors "
                         f"{result['non_2xx'] + result['socket_errors']}"
                     )
-    floor = results["floor_health"]["requests_per_s"]
-    for _name, result in results.items():
+    for result in results.values():
+        rate, cpu = result["requests_per_s"], result["cpu"].get("gateway")
+        # % of a core / (requests/s) * 10 = ms of CPU per request
+        result["gateway_cpu_ms_per_request"] = 10 * cpu / rate if rate and cpu else None
+    floor = results[FLOOR]["requests_per_s"]
+    floor_cost = results[FLOOR]["gateway_cpu_ms_per_request"]
+    for result in results.values():
         result["ratio_to_floor"] = result["requests_per_s"] / floor if floor else None
+        cost = result["gateway_cpu_ms_per_request"]
+        result["cpu_cost_ratio"] = floor_cost / cost if floor_cost and cost else None
     return {
         "scenarios": results,
+        "goals": GOALS,
         "config": {
-            "loadgen": loadgen,
+            "loadgen": load.tool,
             "connections": args.connections,
             "duration_s": args.duration,
-            "processes": args.processes if loadgen == "python" else None,
+            "processes": args.processes if load.tool == "python" else None,
             "target": args.target or "gateway serve (one process, Hypercorn trio worker)",
             "models": "echo: built-in echo/echo (no upstream); fake: bench._upstream, 8 tokens, "
             "zero delay",
@@ -245,29 +153,36 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 def print_report(result: dict[str, Any]) -> None:
     rows = []
     for name, data in result["scenarios"].items():
-        floor = name.startswith("floor")
         ratio = data["ratio_to_floor"]
+        cpu = data["cpu"]
+        goal = GOALS.get(name)
         rows.append(
             [
                 name,
                 data["requests_per_s"],
                 ratio,
+                f">= {goal:.0%}" if goal is not None else "",
+                data["gateway_cpu_ms_per_request"],
+                data["cpu_cost_ratio"],
                 data["p50_ms"],
                 data["p99_ms"],
-                data["cpu"]["gateway_cpu_pct"],
-                data["cpu"]["other_cpu_pct"],
+                cpu.get("gateway"),
+                cpu.get("upstream") if name.startswith("fake") else None,
+                cpu["loadgen"],
+                cpu["others"],
                 data["non_2xx"] + data["socket_errors"],
-                "" if floor else ratio is not None and ratio >= GOAL_RATIO,
+                goal_met(name, ratio),
             ]
         )
     config = result["config"]
     print()
     print(
         f"Throughput, one worker ({config['loadgen']}, {config['connections']} connections, "
-        f"{config['duration_s']:g} s each); ratio = req/s ÷ floor_health (goal >= 60 %)"
+        f"{config['duration_s']:g} s each); ratio = req/s ÷ {FLOOR} of the same worker"
     )
-    headers = ["scenario", "req/s", "ratio", "p50 ms", "p99 ms", "server CPU %"]
-    headers += ["others' CPU %", "errors", "goal met"]
+    headers = ["scenario", "req/s", "ratio", "goal", "server CPU ms/req", "ratio by CPU cost"]
+    headers += ["p50 ms", "p99 ms", "server CPU %"]
+    headers += ["upstream CPU %", "loadgen CPU %", "others' CPU %", "errors", "goal met"]
     print(table(headers, rows))
 
 
@@ -277,11 +192,12 @@ def plot(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
         return []
     names = list(result["scenarios"])
     values = [result["scenarios"][n]["requests_per_s"] for n in names]
-    floor = result["scenarios"]["floor_health"]["requests_per_s"]
+    floor = result["scenarios"][FLOOR]["requests_per_s"]
     colors = ["tab:grey" if n.startswith("floor") else "tab:blue" for n in names]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     bars = ax.bar(names, values, color=colors)
-    for bar, value in zip(bars, values, strict=True):
+    labelled = False
+    for bar, name, value in zip(bars, names, values, strict=True):
         ax.text(
             bar.get_x() + bar.get_width() / 2,
             value,
@@ -290,11 +206,21 @@ def plot(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
             va="bottom",
             fontsize=8,
         )
-    ax.axhline(GOAL_RATIO * floor, color="red", linestyle="--", linewidth=1, label="60 % of floor")
+        if name in GOALS:
+            left, width = bar.get_x(), bar.get_width()
+            ax.hlines(
+                GOALS[name] * floor,
+                left,
+                left + width,
+                color="red",
+                linestyle="--",
+                label=None if labelled else "goal (share of the floor)",
+            )
+            labelled = True
     ax.set_ylabel("requests / s")
     ax.set_ylim(0, max(values) * 1.25)
     ax.set_title(
-        f"One worker: completions/s vs the floor ({result['config']['loadgen']}, "
+        f"One worker: completions/s vs GET /healthz ({result['config']['loadgen']}, "
         f"{result['config']['connections']} connections)"
     )
     ax.legend()
@@ -307,7 +233,7 @@ def plot(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = parser_for(__doc__)
-    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per scenario")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
