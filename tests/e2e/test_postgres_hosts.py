@@ -145,14 +145,16 @@ def ready(url: str) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-def overlaps(up: FakeUpstream) -> int:
-    """The most upstream requests that were in progress at once."""
+def overlaps(up: FakeUpstream, slack: float = 0.0) -> int:
+    """The most upstream requests that were in progress at once. ``slack``: how much earlier
+    than the fake logged it an answer may have reached the gateway (the fake logs its end once
+    its own task runs again, which on a loaded machine can be after the next request came)."""
     marks = []
     for record in up.requests:
         start = record.time_of("received")
         end = record.time_of("response_end") or record.closed_at
         assert start is not None and end is not None
-        marks += [(start, 1), (end, -1)]
+        marks += [(start, 1), (max(start, end - slack), -1)]
     most = current = 0
     for _, step in sorted(marks):
         current += step
@@ -241,7 +243,7 @@ async def test_fifo_across_hosts_and_a_waiter_that_leaves(
         assert all(r.status_code == 200 for r in results.values())
         order = [texts(record.body)[-1] for record in up.requests]
         assert order == ["m0", "m1", "m2", "m3", "m4"], order  # the leaver never ran
-        assert overlaps(up) == 1
+        assert overlaps(up, slack=0.05) == 1
 
 
 async def test_one_concurrency_cap_for_all_hosts(
@@ -255,7 +257,8 @@ async def test_one_concurrency_cap_for_all_hosts(
             for i in range(9):
                 nursery.start_soon(partial(chat, hosts.urls[i % 3], f"c{i}", user=f"cap{i}"))
         assert len(up.requests) == 9
-        assert overlaps(up) == 2
+        # Answers take 200 ms: a third run at once would overlap by far more than the slack.
+        assert overlaps(up, slack=0.05) == 2
 
 
 async def stream_until_first_token(
