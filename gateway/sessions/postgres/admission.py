@@ -8,8 +8,8 @@
   ``DEAD_AFTER`` seconds is dead; its tickets are deleted and everyone is woken (``host``).
 - Kills: ``request_kill`` calls the holder's ``on_kill`` directly when this host holds the key;
   otherwise it notifies the holder's host (``gateway_kill``), which calls it there at once.
-- A host whose listener reconnects checks that its tickets survived; a held lane whose ticket
-  is gone (the host was taken for dead meanwhile) is given up by killing its run.
+- A host whose listener reconnects checks that its tickets survived; a run whose ticket is gone
+  (the host was taken for dead meanwhile), holding its lane or waiting, is killed.
 - The database unavailable: a stateless run falls back to this host's own cap (the one cap for
   all hosts does not hold until the database is back, and says so in the log); a stateful run
   gets ``StoreUnavailable`` (503). A release that cannot be written is retried by the poller.
@@ -108,6 +108,7 @@ class PgAdmission:
             if local:
                 await self._fallback.acquire()
                 self._fallback_held += 1
+                has_slot = True
                 logger.warning("database unavailable: a stateless run admitted by this host only")
             else:
                 waiters = self._register(key, lane, queued, tickets)
@@ -125,8 +126,9 @@ class PgAdmission:
             yield
         finally:
             if local:
-                self._fallback_held -= 1
-                self._fallback.release()
+                if has_slot:  # not when cancelled while waiting for it
+                    self._fallback_held -= 1
+                    self._fallback.release()
             else:
                 if has_slot:
                     self._slots_held -= 1
@@ -213,7 +215,8 @@ class PgAdmission:
             sessions_held=len(self._held),
             sessions_waiting=sum(1 for w in waiting if w.kind == "session"),
             slots_held=self._slots_held + self._fallback_held,
-            slots_waiting=sum(1 for w in waiting if w.kind == "slot"),
+            slots_waiting=sum(1 for w in waiting if w.kind == "slot")
+            + self._fallback.statistics().tasks_waiting,
             held_keys=tuple(sorted(self._held)),
         )
 
@@ -292,16 +295,24 @@ class PgAdmission:
             self._poke.set()
 
     async def _check_held(self) -> None:
-        """After a reconnect: give up the lanes whose tickets were taken from us meanwhile."""
-        ours = list(self._session_tickets)
+        """After a reconnect: give up the runs whose tickets were taken from us meanwhile,
+        holding a lane or waiting (a lost place in a queue would never come round)."""
+        ours = [*self._session_tickets, *self._waiting]
         if not ours:
             return
         kept = await self._db.run(partial(sql.existing, ours), transaction=False)
+        lost: set[_Lane] = set()
         for ticket in ours:
-            lane = self._session_tickets.get(ticket)
-            if ticket not in kept and lane is not None and self._held.get(lane.key or "") is lane:
-                logger.warning("lane of %s lost while the database was away; aborting", lane.key)
-                lane.on_kill()
+            waiter = self._waiting.get(ticket)
+            lane = waiter.lane if waiter is not None else self._session_tickets.get(ticket)
+            if ticket in kept or lane is None or lane in lost:
+                continue
+            lost.add(lane)
+            logger.warning(
+                "a run on %s lost its place while the database was away; aborting",
+                lane.key or "no session",
+            )
+            lane.on_kill()
 
 
 def _select_one(connection: sql.Connection) -> object:

@@ -38,7 +38,7 @@ NAMESPACE = 0x6761  # the advisory-lock class of gateway hosts ("ga")
 CHANNELS = ("gateway_admission", "gateway_kill", "gateway_events", "gateway_appended")
 # A host whose lock has been missing this long is dead.
 DEAD_AFTER = 2.0
-_WAIT = 0.5  # how long the listener blocks at a time (it checks for a stop in between)
+_WAIT = 0.1  # how long the listener blocks at a time (it checks for a stop in between)
 
 
 class Host:
