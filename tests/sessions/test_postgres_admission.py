@@ -182,3 +182,19 @@ async def test_database_unavailable_refuses_stateful_runs_and_admits_stateless_o
         assert keyed.entered.is_set()
         keyed.release.set()
     assert runs.order == ["first", "second", "keyed"]
+
+
+async def test_a_kill_the_holder_did_not_hear_is_found_when_it_reconnects(pg_url: str) -> None:
+    async with pg_hosts(pg_url) as open_host, trio.open_nursery() as nursery:
+        a, b = await open_host(2), await open_host(2)
+        runs = Runs(nursery, 2)
+        holder = await runs.start("holder", b.admission, "k")
+        await admitted(holder)
+        # Host B misses the notification, as while its listener reconnects...
+        b.admission.notified = lambda channel, payload: None  # type: ignore[method-assign]
+        assert await a.admission.request_kill("k")
+        assert not holder.killed
+        # ... and finds the kill on the ticket when it checks them after reconnecting.
+        b.admission.reconnected()
+        await finished(holder, PROMPT)
+        assert holder.killed

@@ -115,20 +115,24 @@ def reclaim(dead: Collection[str], db: Connection) -> int:
 
 
 def request_kill(key: str, owner: str, db: Connection) -> tuple[int, str] | None:
-    """The front session ticket of ``key`` and its owner (``None``: no run holds the key); a
-    kill notification is sent to another owner."""
+    """The front session ticket of ``key`` and its owner (``None``: no run holds the key); for
+    another owner the kill is marked on the ticket and notified."""
     front = _session_front(db, key)
     if not front:
         return None
     ticket, token = front[0]
     if token != owner:
+        db.execute("UPDATE gateway_tickets SET kill_requested = true WHERE id = %s", (ticket,))
         db.execute("SELECT pg_notify('gateway_kill', %s)", (f"{token} {ticket}",))
     return ticket, token
 
 
-def existing(tickets: Collection[int], db: Connection) -> set[int]:
-    rows = db.execute("SELECT id FROM gateway_tickets WHERE id = ANY(%s)", (list(tickets),))
-    return {ticket for (ticket,) in rows}
+def existing(tickets: Collection[int], db: Connection) -> dict[int, bool]:
+    """Which of ``tickets`` still exist, and whether a kill was requested for each."""
+    rows = db.execute(
+        "SELECT id, kill_requested FROM gateway_tickets WHERE id = ANY(%s)", (list(tickets),)
+    )
+    return {int(ticket): bool(killed) for ticket, killed in rows}
 
 
 def _insert(db: Connection, kind: str, key: str, owner: str, admits: int) -> tuple[int, bool]:

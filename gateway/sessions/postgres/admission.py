@@ -8,8 +8,9 @@
   ``DEAD_AFTER`` seconds is dead; its tickets are deleted and everyone is woken (``host``).
 - Kills: ``request_kill`` calls the holder's ``on_kill`` directly when this host holds the key;
   otherwise it notifies the holder's host (``gateway_kill``), which calls it there at once.
-- A host whose listener reconnects checks that its tickets survived; a run whose ticket is gone
-  (the host was taken for dead meanwhile), holding its lane or waiting, is killed.
+- A host whose listener reconnects checks its tickets: a run whose ticket is gone (the host was
+  taken for dead meanwhile), holding its lane or waiting, is killed; so is one whose ticket
+  carries a kill requested while the notification could not reach it.
 - The database unavailable: a stateless run falls back to this host's own cap (the one cap for
   all hosts does not hold until the database is back, and says so in the log); a stateful run
   gets ``StoreUnavailable`` (503). A release that cannot be written is retried by the poller.
@@ -305,13 +306,16 @@ class PgAdmission:
         for ticket in ours:
             waiter = self._waiting.get(ticket)
             lane = waiter.lane if waiter is not None else self._session_tickets.get(ticket)
-            if ticket in kept or lane is None or lane in lost:
+            if lane is None or lane in lost or kept.get(ticket) is False:
                 continue
             lost.add(lane)
-            logger.warning(
-                "a run on %s lost its place while the database was away; aborting",
-                lane.key or "no session",
-            )
+            if ticket in kept:
+                logger.warning("a kill of the run on %s arrived while reconnecting", lane.key)
+            else:
+                logger.warning(
+                    "a run on %s lost its place while the database was away; aborting",
+                    lane.key or "no session",
+                )
             lane.on_kill()
 
 

@@ -116,6 +116,15 @@ MIGRATIONS: Sequence[tuple[int, Sequence[str]]] = (
     ),
     # The message channel of a turn (live history shows it); NULL for turns without one.
     (2, ("ALTER TABLE gateway_messages ADD COLUMN IF NOT EXISTS channel TEXT",)),
+    # A kill is kept on the ticket too: a host whose listener was reconnecting when the
+    # notification went out finds it when it checks its tickets.
+    (
+        3,
+        (
+            "ALTER TABLE gateway_tickets"
+            " ADD COLUMN IF NOT EXISTS kill_requested BOOLEAN NOT NULL DEFAULT false",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 
