@@ -36,6 +36,12 @@ CHANNEL_HEADER = "x-openclaw-message-channel"
 _CHANNEL = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
+def agent_header(exchange: Exchange) -> str | None:
+    """The agent a request names by header: ``x-openclaw-agent-id`` (or the legacy
+    ``x-openclaw-agent``)."""
+    return exchange.header(b"x-openclaw-agent-id") or exchange.header(b"x-openclaw-agent")
+
+
 def message_channel(raw: str | None) -> str | None:
     """The ``x-openclaw-message-channel`` header's value (``None`` when absent or blank):
     1-64 of ``A-Z a-z 0-9 . _ : -`` once trimmed, case kept. ``InvalidRequest`` otherwise."""

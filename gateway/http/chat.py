@@ -14,7 +14,7 @@ import uuid
 
 import trio
 
-from gateway.agents.events import RunEvent, RunFailed, Usage
+from gateway.agents.events import RunEvent, Usage
 from gateway.agents.models import chat_model
 from gateway.agents.reply import Reply
 from gateway.agents.routing import resolve_agent, resolve_session
@@ -22,10 +22,10 @@ from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
 from gateway.asgi import request_log
 from gateway.errors import GatewayError
-from gateway.http.body import header_value, message_channel, read_json
+from gateway.http.body import agent_header, header_value, message_channel, read_json
 from gateway.http.chat_request import ChatRequest, parse_chat_request
 from gateway.http.exchange import Exchange
-from gateway.http.streaming import SSEBody
+from gateway.http.streaming import NO_REPLY, SSEBody, first_event
 from gateway.settings import HttpSettings
 from gateway.sse import ChatStream, ChunkEncoder
 
@@ -34,7 +34,6 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-NO_REPLY = "The run ended without a reply."
 
 
 class ChatCompletions:
@@ -54,7 +53,7 @@ class ChatCompletions:
         chat = parse_chat_request(document)
         agent = resolve_agent(
             self.runtime.agents,
-            exchange.header(b"x-openclaw-agent-id") or exchange.header(b"x-openclaw-agent"),
+            agent_header(exchange),
             chat.model,
         )
         model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
@@ -91,15 +90,10 @@ class ChatCompletions:
         receive: trio.MemoryReceiveChannel[RunEvent],
         headers: dict[str, str],
     ) -> None:
-        first: RunEvent | None = None
-        with trio.move_on_after(self.http.heartbeat_seconds):
-            try:
-                first = await receive.receive()
-            except trio.EndOfChannel:
-                await exchange.respond_error(GatewayError(NO_REPLY), headers)
-                return
-        if isinstance(first, RunFailed):
-            await exchange.respond_error(first.error, headers)
+        try:
+            first = await first_event(receive, self.http.heartbeat_seconds)
+        except GatewayError as error:
+            await exchange.respond_error(error, headers)
             return
         encoder = ChunkEncoder(_completion_id(), int(time.time()), chat.model)
         body = SSEBody(

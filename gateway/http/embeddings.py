@@ -17,7 +17,7 @@ from gateway.agents.models import embedding_model
 from gateway.agents.routing import resolve_agent
 from gateway.agents.runtime import AgentRuntime
 from gateway.errors import InvalidRequest
-from gateway.http.body import read_json
+from gateway.http.body import agent_header, read_json
 from gateway.http.embeddings_request import parse_embeddings_request
 from gateway.http.exchange import Exchange
 from gateway.providers.base import supports_embeddings
@@ -42,7 +42,7 @@ class Embeddings:
         runtime = self.runtime
         agent = resolve_agent(
             runtime.agents,
-            exchange.header(b"x-openclaw-agent-id") or exchange.header(b"x-openclaw-agent"),
+            agent_header(exchange),
             request.model,
         )
         providers = runtime.providers

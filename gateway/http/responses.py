@@ -21,18 +21,18 @@ from typing import Any
 import trio
 from quart import Response, request
 
-from gateway.agents.events import RunEvent, RunFailed
+from gateway.agents.events import RunEvent
 from gateway.agents.models import chat_model
 from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
 from gateway.asgi import request_log
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.http.body import header_value, message_channel, read_json
-from gateway.http.chat import NO_REPLY, SSE_HEADERS, encoded_headers
+from gateway.http.body import agent_header, header_value, message_channel, read_json
+from gateway.http.chat import SSE_HEADERS, encoded_headers
 from gateway.http.common import error_response, json_response
 from gateway.http.exchange import Exchange
-from gateway.http.streaming import SSEBody
+from gateway.http.streaming import NO_REPLY, SSEBody, first_event
 from gateway.responses.items import has_user_input, new_id, to_messages
 from gateway.responses.request import MISSING_USER, ResponsesRequest, parse_responses_request
 from gateway.responses.stream import ResponseStream
@@ -68,7 +68,7 @@ class ResponsesApi:
         req = parse_responses_request(document)
         agent = resolve_agent(
             self.runtime.agents,
-            exchange.header(b"x-openclaw-agent-id") or exchange.header(b"x-openclaw-agent"),
+            agent_header(exchange),
             req.model,
         )
         model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
@@ -144,15 +144,10 @@ class ResponsesApi:
         receive: trio.MemoryReceiveChannel[RunEvent],
         headers: dict[str, str],
     ) -> None:
-        first: RunEvent | None = None
-        with trio.move_on_after(self.http.heartbeat_seconds):
-            try:
-                first = await receive.receive()
-            except trio.EndOfChannel:
-                await exchange.respond_error(GatewayError(NO_REPLY), headers)
-                return
-        if isinstance(first, RunFailed):
-            await exchange.respond_error(first.error, headers)
+        try:
+            first = await first_event(receive, self.http.heartbeat_seconds)
+        except GatewayError as error:
+            await exchange.respond_error(error, headers)
             return
         stream = ResponseStream(response.describe)
         store = response.request.store

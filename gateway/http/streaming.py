@@ -14,7 +14,8 @@ from typing import Protocol
 
 import trio
 
-from gateway.agents.events import RunEvent
+from gateway.agents.events import RunEvent, RunFailed
+from gateway.errors import GatewayError
 from gateway.http.exchange import Exchange
 from gateway.sse import PING
 
@@ -34,6 +35,26 @@ class StreamEncoder(Protocol):
     def encode(self, event: RunEvent) -> bytes: ...
 
     def tail(self) -> bytes: ...
+
+
+NO_REPLY = "The run ended without a reply."
+
+
+async def first_event(
+    receive: trio.MemoryReceiveChannel[RunEvent], heartbeat: float
+) -> RunEvent | None:
+    """The run's first event, for the response headers to wait on; ``None`` when none came
+    within ``heartbeat`` (the stream starts with a ping). Raises the ``GatewayError`` of a run
+    that failed first or ended without an event: a real HTTP status, nothing sent yet."""
+    with trio.move_on_after(heartbeat):
+        try:
+            first = await receive.receive()
+        except trio.EndOfChannel:
+            raise GatewayError(NO_REPLY) from None
+        if isinstance(first, RunFailed):
+            raise first.error
+        return first
+    return None
 
 
 class SSEBody:
