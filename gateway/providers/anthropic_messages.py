@@ -19,14 +19,12 @@ event came, and is a ``protocol`` error otherwise.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from types import MappingProxyType
 
 from gateway.providers.anthropic_request import anthropic_request
 from gateway.providers.base import Emit, ModelRequest, ProviderError
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
-from gateway.providers.upstream_http import UpstreamHttp
+from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
 from gateway.providers.upstream_sse import SSEEvent
 from gateway.settings import ProviderSettings
 
@@ -186,15 +184,13 @@ class AnthropicMessagesProvider:
         self._settings = settings
         self._http = http if http is not None else UpstreamHttp(settings)
         self._url = messages_url(settings.base_url)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            "anthropic-version": ANTHROPIC_VERSION,
-        }
-        if settings.api_key:
-            headers["x-api-key"] = settings.api_key
-        headers.update(settings.headers)
-        self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._headers = upstream_headers(
+            settings,
+            "text/event-stream",
+            key_header="x-api-key",
+            key_format="{}",
+            fixed={"anthropic-version": ANTHROPIC_VERSION},
+        )
 
     @property
     def id(self) -> str:

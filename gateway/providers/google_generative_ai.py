@@ -12,14 +12,12 @@ accepted too.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from gateway.providers.base import Emit, ModelRequest, ProviderError
 from gateway.providers.gemini_request import gemini_request, gemini_url
 from gateway.providers.gemini_stream import GeminiStream
-from gateway.providers.upstream_http import UpstreamHttp
+from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
 from gateway.settings import ProviderSettings
 
 __all__ = ["GoogleGenerativeAIProvider"]
@@ -35,11 +33,9 @@ class GoogleGenerativeAIProvider:
         own connection pool); the provider closes it in ``aclose``."""
         self._settings = settings
         self._http = http if http is not None else UpstreamHttp(settings)
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if settings.api_key:
-            headers["x-goog-api-key"] = settings.api_key
-        headers.update(settings.headers)
-        self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._headers = upstream_headers(
+            settings, "text/event-stream", key_header="x-goog-api-key", key_format="{}"
+        )
 
     @property
     def id(self) -> str:

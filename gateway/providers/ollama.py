@@ -11,13 +11,11 @@ by ``ollama_request``, the NDJSON answer decoded by ``upstream_ndjson`` and tran
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from types import MappingProxyType
 
 from gateway.providers.base import Emit, ModelRequest, ProviderError
 from gateway.providers.ollama_request import ollama_request, ollama_url
 from gateway.providers.ollama_stream import OllamaStream
-from gateway.providers.upstream_http import UpstreamBody, UpstreamHttp
+from gateway.providers.upstream_http import UpstreamBody, UpstreamHttp, upstream_headers
 from gateway.providers.upstream_ndjson import NDJSONDecodeError, NDJSONDecoder
 from gateway.settings import ProviderSettings
 
@@ -33,11 +31,7 @@ class OllamaProvider:
         self._settings = settings
         self._http = http if http is not None else UpstreamHttp(settings)
         self._url = ollama_url(settings.base_url)
-        headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
-        if settings.api_key:
-            headers["Authorization"] = f"Bearer {settings.api_key}"
-        headers.update(settings.headers)
-        self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._headers = upstream_headers(settings, "application/x-ndjson")
 
     @property
     def id(self) -> str:

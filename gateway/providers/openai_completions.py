@@ -30,14 +30,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, ProviderError
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.upstream_errors import error_from_event
-from gateway.providers.upstream_http import UpstreamHttp
+from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
 from gateway.providers.upstream_sse import SSEEvent
 from gateway.settings import ProviderSettings
 
@@ -189,11 +188,7 @@ class OpenAICompletionsProvider:
         self._settings = settings
         self._http = http if http is not None else UpstreamHttp(settings)
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if settings.api_key:
-            headers["Authorization"] = f"Bearer {settings.api_key}"
-        headers.update(settings.headers)
-        self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._headers = upstream_headers(settings, "text/event-stream")
         self._embeddings = OpenAIEmbeddings(settings, self._http)
 
     @property

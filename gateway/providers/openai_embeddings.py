@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from gateway.providers.base import EmbeddingResult, ProviderError
 from gateway.providers.upstream_errors import error_from_event
-from gateway.providers.upstream_http import UpstreamHttp
+from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
 from gateway.settings import ProviderSettings
 from gateway.types import JSONObject
 
@@ -79,11 +78,7 @@ class OpenAIEmbeddings:
         self._settings = settings
         self._http = http
         self._url = settings.base_url.rstrip("/") + "/embeddings"
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if settings.api_key:
-            headers["Authorization"] = f"Bearer {settings.api_key}"
-        headers.update(settings.headers)
-        self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._headers = upstream_headers(settings, "application/json")
 
     async def embed(
         self, model: str, inputs: list[str] | list[list[int]], params: Mapping[str, Any]

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, ProviderError
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.responses_stream import ResponsesStream
 from gateway.providers.responses_wire import response_events, responses_request
-from gateway.providers.upstream_http import UpstreamHttp
+from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
 from gateway.settings import ProviderSettings
 
 __all__ = ["OpenAIResponsesProvider"]
@@ -37,11 +36,7 @@ class OpenAIResponsesProvider:
         self._http = http if http is not None else UpstreamHttp(settings)
         self._url = settings.base_url.rstrip("/") + "/responses"
         self._embeddings = OpenAIEmbeddings(settings, self._http)
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if settings.api_key:
-            headers["Authorization"] = f"Bearer {settings.api_key}"
-        headers.update(settings.headers)
-        self._headers: Mapping[str, str] = MappingProxyType(headers)
+        self._headers = upstream_headers(settings, "text/event-stream")
 
     @property
     def id(self) -> str:

@@ -54,7 +54,7 @@ from gateway.providers.upstream_body import EventTranslator, UpstreamBody, trans
 from gateway.providers.upstream_errors import error_from_status
 from gateway.settings import ProviderSettings
 
-__all__ = ["EventTranslator", "UpstreamBody", "UpstreamHttp"]
+__all__ = ["EventTranslator", "UpstreamBody", "UpstreamHttp", "upstream_headers"]
 
 _ERROR_LIMIT = 64 * 1024
 _MAX_IDLE = 32
@@ -65,6 +65,24 @@ _DEFAULT_HEADERS: Mapping[str, str] = MappingProxyType({"User-Agent": "openclaw-
 
 class _StaleConnection(Exception):
     """A kept-alive connection turned out dead before any answer: worth one fresh attempt."""
+
+
+def upstream_headers(
+    settings: ProviderSettings,
+    accept: str,
+    *,
+    key_header: str = "Authorization",
+    key_format: str = "Bearer {}",
+    fixed: Mapping[str, str] | None = None,
+) -> Mapping[str, str]:
+    """The headers every request of a provider carries, made once: JSON in, ``accept`` out,
+    the API key (as ``key_header: key_format``) when there is one, then ``fixed`` and the
+    provider's configured ``headers`` (which win)."""
+    headers = {"Content-Type": "application/json", "Accept": accept, **(fixed or {})}
+    if settings.api_key:
+        headers[key_header] = key_format.format(settings.api_key)
+    headers.update(settings.headers)
+    return MappingProxyType(headers)
 
 
 class UpstreamHttp:
