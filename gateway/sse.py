@@ -14,6 +14,8 @@ from gateway.types import JSONObject
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
+_CONTENT = b'{"content":'
+_OPEN_END = b'},"finish_reason":null}]}\n\n'
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -63,7 +65,8 @@ class ChunkEncoder:
     def encode(self, event: RunEvent) -> bytes:
         """The SSE bytes for one event (``b""`` for usage, which goes in ``usage()`` at the end)."""
         if type(event) is TextDelta:
-            return self._delta({"content": event.text})
+            # The hot path, one chunk per token: only the text is encoded.
+            return b"".join((self._prefix, _CONTENT, _dumps(event.text).encode(), _OPEN_END))
         if type(event) is ToolCallDelta:
             return self._delta({"tool_calls": [tool_call_delta_dict(event)]})
         if type(event) is Finish:

@@ -42,6 +42,7 @@ from gateway.types import JSONObject
 DONE = b"data: [DONE]\n\n"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_DELTA_END = b',"logprobs":[]}\n\n'
 
 
 def usage_json(usage: Usage | None) -> JSONObject:
@@ -90,6 +91,7 @@ class ResponseStream:
         self._seq = 0
         self._message_id: str | None = None
         self._delta_prefix = b""
+        self._delta_middle = b""
         self._call: int | None = None  # the index of the open function call
         self._call_ids: dict[int, str] = {}
         self._finished = False
@@ -120,7 +122,7 @@ class ResponseStream:
             return b""
         kind = type(event)
         if kind is TextDelta:
-            return self._text(event.text)  # type: ignore[union-attr]
+            return self._text(event)  # type: ignore[arg-type]
         if kind is ToolCallDelta:
             return self._tool_call(event)  # type: ignore[arg-type]
         self.reply.add(event)
@@ -160,25 +162,28 @@ class ResponseStream:
 
     # Output text
 
-    def _text(self, text: str) -> bytes:
+    def _text(self, event: TextDelta) -> bytes:
+        if self._call is not None or self._message_id is None:
+            return self._text_opening(event)
+        self.reply.add(event)
+        seq = self._seq
+        self._seq += 1
+        if self._silent:
+            return b""
+        # The hot path: one event per token, its fixed parts rendered once per item.
+        return b"".join(
+            (self._delta_prefix, str(seq).encode(), self._delta_middle, _dumps(event.text).encode(),
+             _DELTA_END)
+        )  # fmt: skip
+
+    def _text_opening(self, event: TextDelta) -> bytes:
+        """Text after a call, or the first text: close the call, open the message item."""
         out = b""
         if self._call is not None:
             out += self._close_call("completed")
         if self._message_id is None:
             out += self._open_message()
-        self.reply.add(TextDelta(text))
-        seq = self._seq
-        self._seq += 1
-        if self._silent:
-            return b""
-        return (
-            out
-            + self._delta_prefix
-            + (
-                f'{seq},"item_id":"{self._message_id}","output_index":{len(self.output)},'
-                f'"content_index":0,"delta":{_dumps(text)},"logprobs":[]}}\n\n'
-            ).encode()
-        )
+        return out + self._text(event)
 
     def _open_message(self) -> bytes:
         self._message_id = new_id("msg")
@@ -188,6 +193,9 @@ class ResponseStream:
             b"event: response.output_text.delta\n"
             b'data: {"type":"response.output_text.delta","sequence_number":'
         )
+        self._delta_middle = (
+            f',"item_id":"{self._message_id}","output_index":{index},"content_index":0,"delta":'
+        ).encode()
         return self._event(
             "response.output_item.added", {"output_index": index, "item": item}
         ) + self._event(
