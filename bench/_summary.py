@@ -69,14 +69,52 @@ def overhead_rows(result: dict[str, Any]) -> list[Row]:
                 met if first else "",
             ]
         )
+        responses = entry.get("responses_added")
+        if responses is not None:
+            cpu = (
+                f"gateway CPU per request {fmt(entry.get('responses_cpu_ms_per_request'))} ms, "
+                f"chat {fmt(entry.get('gateway_cpu_ms_per_request'))} ms"
+            )
+            rows.append(
+                [
+                    "overhead",
+                    f"Responses API: added TTFT p50 / p99, c={concurrency} (ms; {cpu})",
+                    f"{fmt(responses['ttft_p50_ms'])} / {fmt(responses['ttft_p99_ms'])}",
+                    "",
+                    "",
+                ]
+            )
         total = f"{fmt(added['total_p50_ms'])} / {fmt(added['total_p99_ms'])}"
         rows.append(["overhead", f"added total p50 / p99, c={concurrency} (ms)", total, "", ""])
     long = result["long"]
     measure = (
         f"added time per token, {long['tokens']}-token zero-delay stream "
-        f"(gateway CPU per token {fmt(long.get('gateway_cpu_per_token_ms'), 3)} ms)"
+        f"(gateway CPU per token {fmt(long.get('gateway_cpu_per_token_ms'), 4)} ms)"
     )
     rows.append(["overhead", measure, f"{fmt(long['added_per_token_ms'], 4)} ms", "", ""])
+    comparison = overhead.responses_vs_chat(result)
+    if comparison is None:
+        return rows
+    measure = (
+        f"Responses API: added time per token, same stream "
+        f"(gateway CPU per token {fmt(long.get('responses_cpu_per_token_ms'), 4)} ms)"
+    )
+    value = f"{fmt(long['responses_added_per_token_ms'], 4)} ms"
+    rows.append(["overhead", measure, value, "", ""])
+    judged = comparison["goal"]
+    at = judged["at_concurrency"]
+    ttft_ratio = comparison["concurrency"][at]["added_ttft_p50_ratio"]
+    stored = result["config"].get("responses_store", True)
+    why = "sub-ms TTFT gaps are noise here" if judged["basis"] == "gateway CPU" else "no PID"
+    measure = (
+        f"Responses / chat: {judged['basis']} per request (c={at}) / per token "
+        f"({'stored, the default' if stored else 'store: false'}; {why}; "
+        f"added TTFT p50 at c={at}: {fmt(ttft_ratio)}x)"
+    )
+    value = f"{fmt(judged['per_request'])}x / {fmt(judged['per_token'])}x"
+    ratio = overhead.GOAL_RESPONSES_RATIO
+    met = judged["met"] if judged["met"] is not None else ""
+    rows.append(["overhead", measure, value, f"≤ {ratio:g}x each", met])
     return rows
 
 

@@ -231,9 +231,11 @@ def gateway_config(
     max_concurrent: int,
     extra_agents: Sequence[dict[str, Any]] = (),
     default_model: str | None = None,
+    responses: bool = False,
 ) -> dict[str, Any]:
-    """A gateway configuration: chat completions on, token auth, the fake upstream as provider
-    ``fake`` (model ``fake/fake``) with generous timeouts, ``maxConcurrent`` as given."""
+    """A gateway configuration: chat completions on (and ``/v1/responses`` if ``responses``),
+    token auth, the fake upstream as provider ``fake`` (model ``fake/fake``) with generous
+    timeouts, ``maxConcurrent`` as given."""
     providers: dict[str, Any] = {}
     if upstream_url:
         providers["fake"] = {
@@ -250,10 +252,13 @@ def gateway_config(
     agents: dict[str, Any] = {"defaults": defaults}
     if extra_agents:
         agents["list"] = [{"id": "main", "default": True}, *extra_agents]
+    endpoints: dict[str, Any] = {"chatCompletions": {"enabled": True}}
+    if responses:
+        endpoints["responses"] = {"enabled": True}
     return {
         "gateway": {
             "auth": {"mode": "token", "token": token},
-            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+            "http": {"endpoints": endpoints},
         },
         "models": {"providers": providers},
         "agents": agents,
@@ -308,10 +313,12 @@ async def open_stack(
     max_concurrent: int = 256,
     extra_agents: Sequence[dict[str, Any]] = (),
     default_model: str | None = None,
+    responses: bool = False,
 ) -> AsyncIterator[Stack]:
     """Start what the benchmark needs: the fake upstream (if ``upstream``) and, unless
     ``--target`` is given, a gateway as a separate process with a generated config in a
-    temporary state directory: ``bench._server`` if ``introspection``, else ``gateway serve``.
+    temporary state directory: ``bench._server`` if ``introspection``, else ``gateway serve``;
+    ``/v1/responses`` served too if ``responses``.
     """
     token = args.token if args.token is not None else (None if args.target else DEFAULT_TOKEN)
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
@@ -329,6 +336,7 @@ async def open_stack(
                 max_concurrent=max_concurrent,
                 extra_agents=extra_agents,
                 default_model=default_model,
+                responses=responses,
             )
             config_path = tmp_path / "openclaw.json"
             config_path.write_text(json.dumps(config, indent=2))
