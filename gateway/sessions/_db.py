@@ -203,6 +203,9 @@ def _run_batch(connection: sqlite3.Connection, batch: list[_Job]) -> None:
     def attempt() -> None:
         connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
+            if len(batch) == 1:  # no savepoint needed: the transaction is the job's
+                _run_alone(connection, batch[0])
+                return
             for job in batch:
                 connection.execute("SAVEPOINT job")
                 try:
@@ -229,6 +232,24 @@ def _run_batch(connection: sqlite3.Connection, batch: list[_Job]) -> None:
     except Exception as error:  # BEGIN or COMMIT failed for good: so did every job
         for job in batch:
             job.result = outcome.Error(error)
+
+
+def _run_alone(connection: sqlite3.Connection, job: _Job) -> None:
+    """A batch of one job, inside its open transaction: committed if the job returns, rolled
+    back if it fails (a busy database: raised, so that the batch is tried again)."""
+    try:
+        value = job.fn(connection)
+    except sqlite3.OperationalError as error:
+        if _is_busy(error):
+            raise
+        connection.execute("ROLLBACK")
+        job.result = outcome.Error(error)
+    except BaseException as error:  # delivered to its caller, as to_thread does
+        connection.execute("ROLLBACK")
+        job.result = outcome.Error(error)
+    else:
+        connection.execute("COMMIT")
+        job.result = outcome.Value(value)
 
 
 def _deliver(batch: list[_Job]) -> None:

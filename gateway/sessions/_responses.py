@@ -11,6 +11,8 @@ from gateway.sessions import _response_rows as rows
 from gateway.sessions.responses import MAX_CHAIN, ItemsPage, Order, StoredResponse
 
 VERSION = 1
+# Items inserted by one statement: 5 parameters each, within SQLite's oldest limit (999).
+_ROWS_PER_INSERT = 199
 SCHEMA = (
     """
     CREATE TABLE responses (
@@ -39,16 +41,29 @@ SCHEMA = (
 
 
 def put(stored: StoredResponse, expires_at: int, db: sqlite3.Connection) -> None:
-    delete(stored.id, db)
+    # A response is new but for a retried store: its old rows go only then (two statements
+    # fewer on every store).
+    try:
+        _insert_response(stored, expires_at, db)
+    except sqlite3.IntegrityError:
+        delete(stored.id, db)
+        _insert_response(stored, expires_at, db)
+    items = rows.item_rows(stored)
+    # One statement per ``_ROWS_PER_INSERT`` items (``executemany`` steps once per row).
+    for start in range(0, len(items), _ROWS_PER_INSERT):
+        chunk = items[start : start + _ROWS_PER_INSERT]
+        db.execute(
+            "INSERT INTO response_items (response_id, kind, position, item_id, body) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+            [value for item in chunk for value in item],
+        )
+
+
+def _insert_response(stored: StoredResponse, expires_at: int, db: sqlite3.Connection) -> None:
     db.execute(
         "INSERT INTO responses (id, created_at, expires_at, agent_id, session_key, previous_id,"
         " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows.response_row(stored, expires_at),
-    )
-    db.executemany(
-        "INSERT INTO response_items (response_id, kind, position, item_id, body)"
-        " VALUES (?, ?, ?, ?, ?)",
-        rows.item_rows(stored),
     )
 
 

@@ -81,6 +81,19 @@ async def test_items_by_id_newest_wins(store: ResponseStore) -> None:
     assert found["in_old_0"]["content"][0]["text"] == "new 0"
 
 
+async def test_many_items_in_order(store: ResponseStore) -> None:
+    # More items than one INSERT statement takes (the SQLite store writes them in chunks).
+    await store.put(stored("big", inputs=1000), expires_at=10**10)
+    got = await store.get("big")
+    assert got is not None
+    assert [i["id"] for i in got.input_items] == [f"in_big_{i}" for i in range(1000)]
+    assert set(await store.find_items(["in_big_0", "in_big_999", "out_big"])) == {
+        "in_big_0",
+        "in_big_999",
+        "out_big",
+    }
+
+
 async def test_input_item_pages(store: ResponseStore) -> None:
     await store.put(stored("r", inputs=5), expires_at=10**10)
     page = await store.input_items("r", 2, None, "desc")
