@@ -16,7 +16,7 @@ Whole answers: ``:generateContent`` (and ``force_json``) → one response object
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gateway.testing.fake_upstream_script import Script, Step, assemble_steps, frame
@@ -59,7 +59,7 @@ def gemini_chunks(script: Script, request: Mapping[str, Any]) -> list[dict[str, 
     return chunks
 
 
-def gemini_stream(script: Script, request: Mapping[str, Any]) -> list[Step]:
+def gemini_stream(script: Script, request: Mapping[str, Any]) -> Iterator[Step]:
     """The steps of a ``streamGenerateContent?alt=sse`` answer for ``script``."""
     *content, last = gemini_chunks(script, request)
     return assemble_steps(

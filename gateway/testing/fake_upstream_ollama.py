@@ -13,7 +13,7 @@ does not apply). A request with ``"stream": false`` (or ``force_json``) gets one
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gateway.testing.fake_upstream_script import Script, Step, assemble_steps, ndjson_line
@@ -23,7 +23,7 @@ __all__ = ["ollama_response", "ollama_stream"]
 _CREATED = "2025-01-01T00:00:00Z"
 
 
-def ollama_stream(script: Script, request: Mapping[str, Any]) -> list[Step]:
+def ollama_stream(script: Script, request: Mapping[str, Any]) -> Iterator[Step]:
     """The steps of an ``/api/chat`` NDJSON stream for ``script``."""
     model = str(request.get("model", "fake"))
     content = [_line(model, {"content": piece}) for piece in script.pieces()]

@@ -5,7 +5,7 @@ events and messages, error bodies (for every API). Pure: documents and ``Step`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from gateway.testing.fake_upstream_gemini import gemini_error
@@ -33,7 +33,7 @@ _HTML_PAGE = (
 )
 
 
-def openai_stream(script: Script, request: Mapping[str, Any]) -> list[Step]:
+def openai_stream(script: Script, request: Mapping[str, Any]) -> Iterator[Step]:
     """The steps of an OpenAI ``chat.completion.chunk`` stream for ``script``."""
     model = str(request.get("model", "fake"))
 
@@ -41,14 +41,17 @@ def openai_stream(script: Script, request: Mapping[str, Any]) -> list[Step]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         return {**_openai_head(model, "chat.completion.chunk"), "choices": [choice]}
 
-    content = [chunk({"content": piece}) for piece in script.pieces()]
-    for index, call in enumerate(script.tool_calls):
-        first = {"index": index, "id": call_id(call, index, "call"), "type": "function"}
-        first["function"] = {"name": call.name, "arguments": ""}
-        content.append(chunk({"tool_calls": [first]}))
-        for fragment in fragments(call.arguments):
-            delta = {"index": index, "function": {"arguments": fragment}}
-            content.append(chunk({"tool_calls": [delta]}))
+    def content() -> Iterator[dict[str, Any]]:  # made as it is sent
+        for piece in script.iter_pieces():
+            yield chunk({"content": piece})
+        for index, call in enumerate(script.tool_calls):
+            first = {"index": index, "id": call_id(call, index, "call"), "type": "function"}
+            first["function"] = {"name": call.name, "arguments": ""}
+            yield chunk({"tool_calls": [first]})
+            for fragment in fragments(call.arguments):
+                delta = {"index": index, "function": {"arguments": fragment}}
+                yield chunk({"tool_calls": [delta]})
+
     closing: list[dict[str, Any]] = []
     if not script.omit_finish:
         closing.append(chunk({}, script.finish_reason or _openai_reason(script)))
@@ -65,7 +68,7 @@ def openai_stream(script: Script, request: Mapping[str, Any]) -> list[Step]:
     return assemble_steps(
         script,
         opening=[frame(chunk({"role": "assistant", "content": ""}), script)],
-        content=[frame(doc, script) for doc in content],
+        content=(frame(doc, script) for doc in content()),
         closing=[frame(doc, script) for doc in closing],
         end=[frame("[DONE]", script)],
         error=frame(error, script),
@@ -89,7 +92,7 @@ def openai_completion(script: Script, request: Mapping[str, Any]) -> dict[str, A
     return {**head, "choices": [choice], "usage": _openai_usage(script)}
 
 
-def anthropic_stream(script: Script, request: Mapping[str, Any]) -> list[Step]:
+def anthropic_stream(script: Script, request: Mapping[str, Any]) -> Iterator[Step]:
     """The steps of an Anthropic Messages event stream for ``script``."""
     message = _anthropic_message_head(request)
     message["usage"] = {"input_tokens": script.prompt_tokens, "output_tokens": 1}

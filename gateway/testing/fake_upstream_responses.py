@@ -20,7 +20,7 @@ the ``error_event`` fault sends ``response.failed`` (``error.code`` = ``error_ty
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gateway.testing.fake_upstream_script import (
@@ -41,7 +41,7 @@ _INCOMPLETE = {
 }
 
 
-def responses_stream(script: Script, request: Mapping[str, Any]) -> list[Step]:
+def responses_stream(script: Script, request: Mapping[str, Any]) -> Iterator[Step]:
     """The steps of a Responses event stream for ``script``."""
     counter = iter(range(1_000_000))
 

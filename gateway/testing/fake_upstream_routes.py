@@ -23,7 +23,7 @@ route                                                  errors     answer
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 from urllib.parse import parse_qs, unquote
@@ -55,7 +55,7 @@ class Route:
     request: Mapping[str, Any]
     wants_stream: bool
     whole: Callable[[Script, Mapping[str, Any]], Any]
-    stream: Callable[[Script, Mapping[str, Any]], list[Step]] | None = None
+    stream: Callable[[Script, Mapping[str, Any]], Iterable[Step]] | None = None
     stream_type: str = _SSE
 
 

@@ -4,7 +4,8 @@ A ``Script`` describes one answer (see it for every knob). ``fake_upstream_rende
 ``fake_upstream_<api>`` modules) turn it into each API's documents; a stream becomes a list of
 ``Step``s the server executes in order: ``Send`` bytes, ``Sleep``, or a fault (``Hang``,
 ``Reset``, ``Close``). ``assemble_steps`` places the script's delays and its mid-stream fault
-between the frames, which are SSE events (``frame``) or NDJSON lines (``ndjson_line``).
+between the frames, which are SSE events (``frame``) or NDJSON lines (``ndjson_line``). Steps are
+made as they are sent (a generator), so a long stream starts at once and costs only what is sent.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -123,12 +124,20 @@ class Script:
 
     def pieces(self) -> list[str]:
         """The text tokens, in order; joined they are exactly the text sent."""
-        text = self.text if self.text is not None else " ".join(f"w{i}" for i in range(self.tokens))
-        return _WORDS.findall(text)
+        return list(self.iter_pieces())
+
+    def iter_pieces(self) -> Iterator[str]:
+        """``pieces()`` one at a time (``tokens`` of them are made as they are asked for)."""
+        if self.text is not None:
+            yield from _WORDS.findall(self.text)
+            return
+        for i in range(self.tokens):
+            yield f" w{i}" if i else "w0"
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.pieces()) + len(self.tool_calls)
+        words = self.tokens if self.text is None else len(_WORDS.findall(self.text))
+        return words + len(self.tool_calls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,45 +173,63 @@ def assemble_steps(
     script: Script,
     *,
     opening: list[bytes],
-    content: list[bytes],
+    content: Iterable[bytes],
     closing: list[bytes],
     end: list[bytes],
     error: bytes,
     ndjson: bool = False,
-) -> list[Step]:
+) -> Iterator[Step]:
     """Assemble frames with the script's delays and its mid-stream fault (``ndjson``: the
-    frames are NDJSON lines, and so are the faults' malformed frames)."""
+    frames are NDJSON lines, and so are the faults' malformed frames). ``content`` is read as
+    the steps are."""
     # The opening frames travel with the first token, as OpenAI sends its role chunk: until
     # then the body is silent, which is what a slow model looks like on the wire.
-    steps: list[Step] = [Sleep(script.first_token_delay)] if script.first_token_delay > 0 else []
-    steps.extend(Send(data) for data in opening)
-    # A fault beyond the last content frame happens right after it.
-    fault_at = min(script.fault_after, len(content)) if script.fault else -1
-    for number, data in enumerate([*content, None]):
+    if script.first_token_delay > 0:
+        yield Sleep(script.first_token_delay)
+    yield from (Send(data) for data in opening)
+    fault_at = script.fault_after if script.fault else -1
+    count = 0
+    for number, data in enumerate(content):
+        count = number + 1
         if number == fault_at:
-            if script.fault == "hang_mid_stream":
-                return [*steps, Hang()]
-            if script.fault == "reset_mid_stream":
-                return [*steps, Reset()]
-            if script.fault == "close_mid_stream":
-                return [*steps, Close()]
-            if script.fault == "error_event":
-                return [*steps, Send(error)]
-            if script.fault == "malformed_sse":
-                junk = b"\n" if ndjson else b"this line is not an SSE field\n\n"
-                steps.append(Send(line_ends(junk, script)))
-            if script.fault == "invalid_json":
-                junk = b"{not json\n" if ndjson else b"data: {not json\n\n"
-                steps.append(Send(line_ends(junk, script)))
-        if data is None:
-            break
+            ending = _ending_fault(script, error)
+            if ending is not None:
+                yield ending
+                return
+            yield from _bad_frame(script, ndjson)
         if number > 0 and script.token_delay > 0:
-            steps.append(Sleep(script.token_delay))
-        steps.append(Send(data, content=True))
-    steps.extend(Send(data) for data in closing)
+            yield Sleep(script.token_delay)
+        yield Send(data, content=True)
+    if script.fault and fault_at >= count:  # a fault beyond the last content frame: right after it
+        ending = _ending_fault(script, error)
+        if ending is not None:
+            yield ending
+            return
+        yield from _bad_frame(script, ndjson)
+    yield from (Send(data) for data in closing)
     if script.fault != "no_done":
-        steps.extend(Send(data) for data in end)
-    return steps
+        yield from (Send(data) for data in end)
+
+
+def _ending_fault(script: Script, error: bytes) -> Step | None:
+    """The step of a mid-stream fault that ends the stream, ``None`` for the others."""
+    if script.fault == "hang_mid_stream":
+        return Hang()
+    if script.fault == "reset_mid_stream":
+        return Reset()
+    if script.fault == "close_mid_stream":
+        return Close()
+    if script.fault == "error_event":
+        return Send(error)
+    return None
+
+
+def _bad_frame(script: Script, ndjson: bool) -> Iterator[Send]:
+    """The bad frame ``malformed_sse`` and ``invalid_json`` insert (the stream goes on)."""
+    if script.fault == "malformed_sse":
+        yield Send(line_ends(b"\n" if ndjson else b"this line is not an SSE field\n\n", script))
+    elif script.fault == "invalid_json":
+        yield Send(line_ends(b"{not json\n" if ndjson else b"data: {not json\n\n", script))
 
 
 def frame(document: object, script: Script, event: str | None = None) -> bytes:

@@ -235,15 +235,25 @@ def test_script_pieces_and_tokens() -> None:
 
 
 def test_stream_steps_place_delays_and_faults() -> None:
-    steps = openai_stream(Script(tokens=3, first_token_delay=2, token_delay=1), {})
+    steps = list(openai_stream(Script(tokens=3, first_token_delay=2, token_delay=1), {}))
     kinds = [type(step).__name__ for step in steps]
     assert kinds == ["Sleep", "Send", "Send", "Sleep", "Send", "Sleep", "Send", "Send", "Send"]
     assert steps[0] == Sleep(2)
     assert isinstance(steps[-1], Send) and steps[-1].data == b"data: [DONE]\n\n"
-    hang = openai_stream(Script(tokens=3, fault="hang_mid_stream", fault_after=2), {})
+    hang = list(openai_stream(Script(tokens=3, fault="hang_mid_stream", fault_after=2), {}))
     assert isinstance(hang[-1], Hang) and sum(isinstance(s, Send) and s.content for s in hang) == 2
-    late = openai_stream(Script(tokens=2, fault="close_mid_stream", fault_after=99), {})
+    late = list(openai_stream(Script(tokens=2, fault="close_mid_stream", fault_after=99), {}))
     assert isinstance(late[-1], Close) and sum(isinstance(s, Send) and s.content for s in late) == 2
+    junk = list(openai_stream(Script(tokens=2, fault="invalid_json", fault_after=1), {}))
+    datas = [step.data for step in junk if isinstance(step, Send)]
+    assert datas[2] == b"data: {not json\n\n" and datas[-1] == b"data: [DONE]\n\n"
+
+
+def test_a_long_stream_is_made_as_it_is_sent() -> None:
+    steps = openai_stream(Script(tokens=10**9), {"model": "m"})  # a list would not fit in memory
+    first = [next(iter(steps)) for _ in range(3)]
+    assert all(isinstance(step, Send) for step in first)
+    assert Script(tokens=10**9).completion_tokens == 10**9
 
 
 async def test_command_line() -> None:
