@@ -236,32 +236,37 @@ class _RequestBody:
 
     def __init__(self, receive: ASGIReceiveCallable) -> None:
         self._receive = receive
-        self._settled = trio.Event()
+        self._settled = False
+        self._wakeup: trio.Event | None = None  # made only for a wait (rare)
         self._late_bytes = 0
-        self._waiting = False
 
     async def receive(self) -> ASGIReceiveEvent:
         message = await self._receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
-            self._settled.set()
-        elif self._waiting:
+            self._settle()
+        elif self._wakeup is not None:
             self._late_bytes += len(message.get("body", b""))
             if self._late_bytes > _EARLY_ANSWER_BYTES:
-                self._settled.set()
+                self._settle()
         return message
+
+    def _settle(self) -> None:
+        self._settled = True
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def settle(self, *, drain: bool) -> None:
         """Wait (bounded) until the body has ended or the client has gone; ``drain``: read
         and drop the body here (nobody else reads it)."""
-        if self._settled.is_set():
+        if self._settled:
             return
-        self._waiting = True
+        self._wakeup = trio.Event()
         with trio.move_on_after(_EARLY_ANSWER_WAIT):
             if drain:
-                while not self._settled.is_set():
+                while not self._settled:
                     await self.receive()
             else:
-                await self._settled.wait()
+                await self._wakeup.wait()
 
 
 def _with_security_headers(send: ASGISendCallable) -> ASGISendCallable:

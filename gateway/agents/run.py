@@ -96,7 +96,6 @@ class Run:
         "_scope",
         "_send",
         "abort_reason",
-        "done",
         "ended_at",
         "events",
         "first_token_at",
@@ -124,7 +123,6 @@ class Run:
         self.first_token_at: float | None = None
         self.ended_at: float | None = None
         self.usage: Usage | None = None
-        self.done = trio.Event()
 
     @property
     def id(self) -> str:

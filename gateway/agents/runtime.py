@@ -167,7 +167,6 @@ class AgentRuntime:
             run.usage = reply.usage
             run.outcome = _outcome(run, reply)
             self.observer.run_ended(run)
-            run.done.set()
 
     async def _admitted(
         self,

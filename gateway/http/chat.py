@@ -45,12 +45,14 @@ class ChatCompletions:
 
     async def __call__(self, exchange: Exchange, nursery: trio.Nursery) -> None:
         http = self.http
-        document = await read_json(
-            exchange, http.chat_completions.max_body_bytes, http.body_timeout_seconds
+        # The parsed request is all that is kept of the body (not its JSON document).
+        chat = parse_chat_request(
+            await read_json(
+                exchange, http.chat_completions.max_body_bytes, http.body_timeout_seconds
+            )
         )
         # From here on a client that leaves cancels the request nursery: the run stops.
         nursery.start_soon(exchange.watch_disconnect, nursery.cancel_scope)
-        chat = parse_chat_request(document)
         agent = resolve_agent(
             self.runtime.agents,
             agent_header(exchange),

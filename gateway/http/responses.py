@@ -61,11 +61,11 @@ class ResponsesApi:
 
     async def __call__(self, exchange: Exchange, nursery: trio.Nursery) -> None:
         http = self.http
-        document = await read_json(
-            exchange, http.responses.max_body_bytes, http.body_timeout_seconds
+        # The parsed request is all that is kept of the body (not its JSON document).
+        req = parse_responses_request(
+            await read_json(exchange, http.responses.max_body_bytes, http.body_timeout_seconds)
         )
         nursery.start_soon(exchange.watch_disconnect, nursery.cancel_scope)
-        req = parse_responses_request(document)
         agent = resolve_agent(
             self.runtime.agents,
             agent_header(exchange),
