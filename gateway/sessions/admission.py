@@ -97,23 +97,8 @@ class LocalAdmission:
 
     def admit(self, key: str | None, on_kill: OnKill) -> AbstractAsyncContextManager[None]:
         if key is None:
-            return self._slot()
+            return _Slot(self)
         return self._session(key, on_kill)
-
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        if not self._slots.value:
-            self._slots_waiting += 1
-            try:
-                await self._slots.acquire()
-            finally:
-                self._slots_waiting -= 1
-        else:
-            self._slots.acquire_nowait()
-        try:
-            yield
-        finally:
-            self._slots.release()
 
     @asynccontextmanager
     async def _session(self, key: str, on_kill: OnKill) -> AsyncIterator[None]:
@@ -125,7 +110,7 @@ class LocalAdmission:
             async with lane.lock:
                 lane.on_kill = on_kill
                 try:
-                    async with self._slot():
+                    async with _Slot(self):
                         yield
                 finally:
                     lane.on_kill = None
@@ -161,3 +146,27 @@ class LocalAdmission:
 
     async def aclose(self) -> None:
         return None
+
+
+class _Slot:
+    """One run slot of a ``LocalAdmission``, held inside ``async with`` (a class, not a
+    generator: it is held for each stateless run's whole life, and this is smaller)."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: LocalAdmission) -> None:
+        self._admission = admission
+
+    async def __aenter__(self) -> None:
+        admission = self._admission
+        if not admission._slots.value:
+            admission._slots_waiting += 1
+            try:
+                await admission._slots.acquire()
+            finally:
+                admission._slots_waiting -= 1
+        else:
+            admission._slots.acquire_nowait()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._admission._slots.release()
