@@ -24,7 +24,7 @@ from gateway.providers.anthropic_request import anthropic_request
 from gateway.providers.base import Emit, ModelRequest, ProviderError
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
-from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
+from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
 from gateway.providers.upstream_sse import SSEEvent
 from gateway.settings import ProviderSettings
 
@@ -202,10 +202,12 @@ class AnthropicMessagesProvider:
         Raises ``ProviderError`` (``bad_request`` when the conversation cannot be translated).
         On cancellation the upstream connection is closed before the cancellation propagates.
         """
-        body = anthropic_request(request, self._settings)
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         translator = AnthropicStream(self.id)
-        async with self._http.open_stream(self._url, body=data, headers=self._headers) as upstream:
+        async with self._http.open_stream(
+            self._url,
+            body=json_body(anthropic_request(request, self._settings)),
+            headers=self._headers,
+        ) as upstream:
             await upstream.relay_events(translator, emit)
         for event in translator.finish():
             await emit(event)

@@ -17,7 +17,7 @@ from typing import Any
 from gateway.providers.base import Emit, ModelRequest, ProviderError
 from gateway.providers.gemini_request import gemini_request, gemini_url
 from gateway.providers.gemini_stream import GeminiStream
-from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
+from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
 from gateway.settings import ProviderSettings
 
 __all__ = ["GoogleGenerativeAIProvider"]
@@ -48,13 +48,10 @@ class GoogleGenerativeAIProvider:
         before anything is sent). On cancellation the upstream connection is closed before the
         cancellation propagates.
         """
-        body = json.dumps(
-            gemini_request(request, self.id), ensure_ascii=False, separators=(",", ":")
-        )
         url = gemini_url(self._settings.base_url, request.model)
         translator = GeminiStream(self.id)
         async with self._http.open_stream(
-            url, body=body.encode(), headers=self._headers
+            url, body=json_body(gemini_request(request, self.id)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
                 document = _parse_json(self.id, await upstream.read_all(_JSON_LIMIT))

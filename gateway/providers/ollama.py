@@ -10,12 +10,10 @@ by ``ollama_request``, the NDJSON answer decoded by ``upstream_ndjson`` and tran
 
 from __future__ import annotations
 
-import json
-
 from gateway.providers.base import Emit, ModelRequest, ProviderError
 from gateway.providers.ollama_request import ollama_request, ollama_url
 from gateway.providers.ollama_stream import OllamaStream
-from gateway.providers.upstream_http import UpstreamBody, UpstreamHttp, upstream_headers
+from gateway.providers.upstream_http import UpstreamBody, UpstreamHttp, json_body, upstream_headers
 from gateway.providers.upstream_ndjson import NDJSONDecodeError, NDJSONDecoder
 from gateway.settings import ProviderSettings
 
@@ -44,12 +42,9 @@ class OllamaProvider:
         before anything is sent). On cancellation (also while ``emit`` waits) the upstream
         connection is closed before the cancellation propagates.
         """
-        body = json.dumps(
-            ollama_request(request, self.id), ensure_ascii=False, separators=(",", ":")
-        )
         translator = OllamaStream(self.id)
         async with self._http.open_stream(
-            self._url, body=body.encode(), headers=self._headers
+            self._url, body=json_body(ollama_request(request, self.id)), headers=self._headers
         ) as upstream:
             await self._relay(upstream, translator, emit)
         for event in translator.finish():

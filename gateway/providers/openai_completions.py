@@ -36,7 +36,7 @@ from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, Provider
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.upstream_errors import error_from_event
-from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
+from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
 from gateway.providers.upstream_sse import SSEEvent
 from gateway.settings import ProviderSettings
 
@@ -201,10 +201,9 @@ class OpenAICompletionsProvider:
         Raises ``ProviderError``. On cancellation (in any phase, also while ``emit`` waits) the
         upstream connection is closed before the cancellation propagates.
         """
-        body = json.dumps(build_body(request), ensure_ascii=False, separators=(",", ":"))
         translator = OpenAIStream(self.id)
         async with self._http.open_stream(
-            self._url, body=body.encode(), headers=self._headers
+            self._url, body=json_body(build_body(request)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
                 document = _parse_json(self.id, await upstream.read_all(_JSON_LIMIT))

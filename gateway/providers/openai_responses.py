@@ -18,7 +18,7 @@ from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, Provider
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.responses_stream import ResponsesStream
 from gateway.providers.responses_wire import response_events, responses_request
-from gateway.providers.upstream_http import UpstreamHttp, upstream_headers
+from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
 from gateway.settings import ProviderSettings
 
 __all__ = ["OpenAIResponsesProvider"]
@@ -49,12 +49,9 @@ class OpenAIResponsesProvider:
         before anything is sent). On cancellation the upstream connection is closed before the
         cancellation propagates.
         """
-        body = json.dumps(
-            responses_request(request, self.id), ensure_ascii=False, separators=(",", ":")
-        )
         translator = ResponsesStream(self.id)
         async with self._http.open_stream(
-            self._url, body=body.encode(), headers=self._headers
+            self._url, body=json_body(responses_request(request, self.id)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
                 document = _parse_object(self.id, await upstream.read_all(_JSON_LIMIT))

@@ -28,9 +28,9 @@ retried.
 
 from __future__ import annotations
 
+import json
 import ssl
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.request import getproxies_environment
 
@@ -104,11 +104,8 @@ class UpstreamHttp:
         # so parsing, routing and checking them is done once, not on every request.
         self._templates: dict[tuple[str, tuple[tuple[str, str], ...]], RequestTemplate] = {}
 
-    @asynccontextmanager
-    async def open_stream(
-        self, url: str, *, body: bytes, headers: Mapping[str, str]
-    ) -> AsyncIterator[UpstreamBody]:
-        """POST ``body`` to ``url``; yield the 2xx response body for streaming.
+    def open_stream(self, url: str, *, body: bytes, headers: Mapping[str, str]) -> OpenStream:
+        """``async with`` it: POST ``body`` to ``url``; gives the 2xx response body for streaming.
 
         Raises ``ProviderError`` for a non-2xx status (its body read, bounded, for the message),
         an unusable URL, a connection failure or an expired deadline. On leaving, the
@@ -116,17 +113,20 @@ class UpstreamHttp:
         closed at once, so a cancelled caller (in any phase: connecting, writing the request,
         waiting, reading, or in its own code) leaves nothing open and nothing half-read.
         """
+        return OpenStream(self, url, body, headers)
+
+    async def _open(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamBody:
         request = self._template(url, headers).prepare(body)
         connection, head, deadline = await self._exchange(request)
         upstream = UpstreamBody(
             self._pool, request.route, connection, head, self._settings, deadline
         )
-        try:
-            if not 200 <= head.status < 300:
+        if not 200 <= head.status < 300:
+            try:
                 raise self._status_error(head, await upstream.read_error_body(_ERROR_LIMIT))
-            yield upstream
-        finally:
-            await upstream.aclose()
+            finally:
+                await upstream.aclose()
+        return upstream
 
     async def aclose(self) -> None:
         """Close every pooled connection (those in use close when their response is done)."""
@@ -210,3 +210,38 @@ class UpstreamHttp:
             retry_after=head.headers.get("retry-after"),
             retry_after_ms=head.headers.get("retry-after-ms"),
         )
+
+
+def json_body(document: object) -> bytes:
+    """A request body: ``document`` as compact UTF-8 JSON. Made in the call to ``open_stream``
+    (``body=json_body(...)``), it is dropped once sent instead of living as long as the
+    response."""
+    return _dumps(document).encode()
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class OpenStream:
+    """``UpstreamHttp.open_stream``'s context manager (a class, not a generator: one is held
+    for each upstream request's whole life, and this is smaller)."""
+
+    __slots__ = ("_body", "_headers", "_http", "_upstream", "_url")
+
+    def __init__(
+        self, http: UpstreamHttp, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._body = body
+        self._headers = headers
+        self._upstream: UpstreamBody | None = None
+
+    async def __aenter__(self) -> UpstreamBody:
+        self._upstream = await self._http._open(self._url, self._body, self._headers)
+        self._body = b""  # sent: not kept for the response's life
+        return self._upstream
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._upstream is not None:
+            await self._upstream.aclose()
