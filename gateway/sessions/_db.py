@@ -204,22 +204,12 @@ def _run_batch(connection: sqlite3.Connection, batch: list[_Job]) -> None:
         connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             if len(batch) == 1:  # no savepoint needed: the transaction is the job's
-                _run_alone(connection, batch[0])
+                if _run_job(connection, batch[0], "ROLLBACK"):
+                    connection.execute("COMMIT")
                 return
             for job in batch:
                 connection.execute("SAVEPOINT job")
-                try:
-                    value = job.fn(connection)
-                except sqlite3.OperationalError as error:
-                    if _is_busy(error):
-                        raise  # the whole batch is rolled back and tried again
-                    connection.execute("ROLLBACK TO job")
-                    job.result = outcome.Error(error)
-                except BaseException as error:  # delivered to its caller, as to_thread does
-                    connection.execute("ROLLBACK TO job")
-                    job.result = outcome.Error(error)
-                else:
-                    job.result = outcome.Value(value)
+                _run_job(connection, job, "ROLLBACK TO job")
                 connection.execute("RELEASE job")
             connection.execute("COMMIT")
         except BaseException:
@@ -234,22 +224,24 @@ def _run_batch(connection: sqlite3.Connection, batch: list[_Job]) -> None:
             job.result = outcome.Error(error)
 
 
-def _run_alone(connection: sqlite3.Connection, job: _Job) -> None:
-    """A batch of one job, inside its open transaction: committed if the job returns, rolled
-    back if it fails (a busy database: raised, so that the batch is tried again)."""
+def _run_job(connection: sqlite3.Connection, job: _Job, undo: str) -> bool:
+    """Run one job and keep its outcome; if it fails, ``undo`` what it did (its savepoint, or
+    the transaction of a batch of one). Returns whether it succeeded. A busy database is
+    raised: the whole batch is rolled back and tried again."""
     try:
         value = job.fn(connection)
     except sqlite3.OperationalError as error:
         if _is_busy(error):
             raise
-        connection.execute("ROLLBACK")
+        connection.execute(undo)
         job.result = outcome.Error(error)
+        return False
     except BaseException as error:  # delivered to its caller, as to_thread does
-        connection.execute("ROLLBACK")
+        connection.execute(undo)
         job.result = outcome.Error(error)
-    else:
-        connection.execute("COMMIT")
-        job.result = outcome.Value(value)
+        return False
+    job.result = outcome.Value(value)
+    return True
 
 
 def _deliver(batch: list[_Job]) -> None:
