@@ -1,8 +1,8 @@
 """What the fake upstream sends: the ``Script`` knobs and the ``Step``s a stream is made of. Pure.
 
 A ``Script`` describes one answer (see it for every knob). ``fake_upstream_render`` (and the
-``fake_upstream_<api>`` modules) turn it into each API's documents; a stream becomes a list of
-``Step``s the server executes in order: ``Send`` bytes, ``Sleep``, or a fault (``Hang``,
+``fake_upstream_<api>`` modules) turn it into each API's documents; a stream becomes a sequence
+of ``Step``s the server executes in order: ``Send`` bytes, ``Sleep``, or a fault (``Hang``,
 ``Reset``, ``Close``). ``assemble_steps`` places the script's delays and its mid-stream fault
 between the frames, which are SSE events (``frame``) or NDJSON lines (``ndjson_line``). Steps are
 made as they are sent (a generator), so a long stream starts at once and costs only what is sent.
