@@ -20,12 +20,11 @@ from gateway.agents.reply import Reply
 from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
-from gateway.asgi import request_log
 from gateway.errors import GatewayError
 from gateway.http.body import agent_header, header_value, message_channel, read_json
 from gateway.http.chat_request import ChatRequest, parse_chat_request
 from gateway.http.exchange import Exchange
-from gateway.http.streaming import NO_REPLY, SSEBody, first_event
+from gateway.http.streaming import NO_REPLY, SSEBody, drain, first_event, open_run
 from gateway.settings import HttpSettings
 from gateway.sse import ChatStream, ChunkEncoder
 
@@ -61,7 +60,8 @@ class ChatCompletions:
         model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
         session = resolve_session(agent.id, exchange.header(b"x-openclaw-session-key"), chat.user)
         channel = message_channel(exchange.header(b"x-openclaw-message-channel"))
-        run = self.runtime.open_run(
+        run = open_run(
+            self.runtime,
             RunRequest(
                 run_id=str(uuid.uuid4()),
                 agent=agent,
@@ -74,11 +74,9 @@ class ChatCompletions:
                 stream=chat.stream,
                 channel=channel,
             ),
+            exchange,
             nursery,
         )
-        log = request_log(exchange.scope)
-        if log is not None:
-            log.run = run
         headers = {"x-openclaw-session-key": header_value(session.key)}
         if chat.stream:
             await self._stream(exchange, chat, run.events, headers)
@@ -115,18 +113,7 @@ class ChatCompletions:
         headers: dict[str, str],
     ) -> None:
         reply = Reply()
-        with receive:
-            # What is already waiting is taken without a schedule point per event.
-            while True:
-                try:
-                    reply.add(receive.receive_nowait())
-                except trio.WouldBlock:
-                    try:
-                        reply.add(await receive.receive())
-                    except trio.EndOfChannel:
-                        break
-                except trio.EndOfChannel:
-                    break
+        await drain(receive, reply.add)
         if reply.error is not None:
             await exchange.respond_error(reply.error, headers)
             return

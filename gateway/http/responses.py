@@ -26,13 +26,12 @@ from gateway.agents.models import chat_model
 from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
-from gateway.asgi import request_log
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import agent_header, header_value, message_channel, read_json
 from gateway.http.chat import SSE_HEADERS, encoded_headers
 from gateway.http.common import error_response, json_response
 from gateway.http.exchange import Exchange
-from gateway.http.streaming import NO_REPLY, SSEBody, first_event
+from gateway.http.streaming import NO_REPLY, SSEBody, drain, first_event, open_run
 from gateway.responses.items import has_user_input, new_id, to_messages
 from gateway.responses.request import MISSING_USER, ResponsesRequest, parse_responses_request
 from gateway.responses.stream import ResponseStream
@@ -101,7 +100,8 @@ class ResponsesApi:
         system = [
             text for text in (req.instructions, *inherited_system, conversation.system) if text
         ]
-        run = self.runtime.open_run(
+        run = open_run(
+            self.runtime,
             RunRequest(
                 run_id=str(uuid.uuid4()),
                 agent=agent,
@@ -115,11 +115,9 @@ class ResponsesApi:
                 context=context,
                 channel=channel,
             ),
+            exchange,
             nursery,
         )
-        log = request_log(exchange.scope)
-        if log is not None:
-            log.run = run
         response = _Response(req, new_id("resp"), int(time.time()), agent.id, session, items)
         headers = {"x-openclaw-session-key": header_value(session.key)}
         if req.stream:
@@ -176,19 +174,7 @@ class ResponsesApi:
         headers: dict[str, str],
     ) -> None:
         stream = ResponseStream(response.describe, silent=True)
-        with receive:
-            # Until the run's end: its turn is recorded before the answer says it is complete.
-            while True:
-                try:
-                    event = receive.receive_nowait()
-                except trio.WouldBlock:
-                    try:
-                        event = await receive.receive()
-                    except trio.EndOfChannel:
-                        break
-                except trio.EndOfChannel:
-                    break
-                stream.feed(event)
+        await drain(receive, stream.feed)
         stream.tail()
         reply = stream.reply
         if reply.error is not None:
