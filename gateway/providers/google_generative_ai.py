@@ -11,10 +11,7 @@ accepted too.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from gateway.providers.base import Emit, ModelRequest, ProviderError
+from gateway.providers.base import Emit, ModelRequest
 from gateway.providers.gemini_request import gemini_request, gemini_url
 from gateway.providers.gemini_stream import GeminiStream
 from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
@@ -54,7 +51,7 @@ class GoogleGenerativeAIProvider:
             url, body=json_body(gemini_request(request, self.id)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
-                document = _parse_json(self.id, await upstream.read_all(_JSON_LIMIT))
+                document = await upstream.read_json(_JSON_LIMIT)
                 for chunk in document if isinstance(document, list) else [document]:
                     for event in translator.feed_chunk(chunk):
                         await emit(event)
@@ -65,12 +62,3 @@ class GoogleGenerativeAIProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def _parse_json(provider: str, data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise ProviderError(
-            "protocol", f"Provider '{provider}' sent invalid JSON", provider=provider
-        ) from None

@@ -206,7 +206,7 @@ class OpenAICompletionsProvider:
             self._url, body=json_body(build_body(request)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
-                document = _parse_json(self.id, await upstream.read_all(_JSON_LIMIT))
+                document = await upstream.read_json(_JSON_LIMIT)
                 for event in translator.feed_chunk(document):
                     await emit(event)
             else:
@@ -222,15 +222,6 @@ class OpenAICompletionsProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def _parse_json(provider: str, data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise ProviderError(
-            "protocol", f"Provider '{provider}' sent invalid JSON", provider=provider
-        ) from None
 
 
 def _int(value: object) -> int:

@@ -10,7 +10,6 @@ response object. Embeddings: ``POST {baseUrl}/embeddings`` (see ``openai_embeddi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,7 +53,10 @@ class OpenAIResponsesProvider:
             self._url, body=json_body(responses_request(request, self.id)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
-                document = _parse_object(self.id, await upstream.read_all(_JSON_LIMIT))
+                document = await upstream.read_json(_JSON_LIMIT)
+                if not isinstance(document, dict):
+                    message = f"Provider '{self.id}' sent invalid JSON"
+                    raise ProviderError("protocol", message, provider=self.id)
                 for event in response_events(document, self.id):
                     await emit(event)
                 return
@@ -70,15 +72,3 @@ class OpenAIResponsesProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def _parse_object(provider: str, data: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(data)
-    except ValueError:
-        document = None
-    if not isinstance(document, dict):
-        raise ProviderError(
-            "protocol", f"Provider '{provider}' sent invalid JSON", provider=provider
-        )
-    return document

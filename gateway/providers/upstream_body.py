@@ -8,8 +8,9 @@ Time spent in the caller's own code (``emit`` waiting on a slow client) counts f
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -125,6 +126,16 @@ class UpstreamBody:
                 reading.deadline = trio.current_time() + self._settings.idle_timeout
             return b"".join(parts)
         raise self._timeout()
+
+    async def read_json(self, limit: int) -> Any:
+        """The rest of the body as a JSON document (``read_all``); ``ProviderError("protocol")``
+        when it is not JSON."""
+        try:
+            return json.loads(await self.read_all(limit))
+        except ValueError:
+            provider = self._settings.id
+            message = f"Provider '{provider}' sent invalid JSON"
+            raise ProviderError("protocol", message, provider=provider) from None
 
     async def drain(self) -> None:
         """After the logical end of a stream, read what is left (normally just the end of the
