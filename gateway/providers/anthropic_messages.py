@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 
 from gateway.providers.anthropic_request import anthropic_request
-from gateway.providers.base import Emit, ModelRequest, ProviderError
+from gateway.providers.base import Emit, ModelRequest, ProviderError, token_count
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
 from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
@@ -89,11 +89,11 @@ class AnthropicStream:
             if isinstance(message, dict):
                 self._usage(message.get("usage"))
         elif kind == "content_block_start":
-            return self._block_start(_int(doc.get("index")), doc.get("content_block"))
+            return self._block_start(token_count(doc.get("index")), doc.get("content_block"))
         elif kind == "content_block_delta":
-            return self._block_delta(_int(doc.get("index")), doc.get("delta"))
+            return self._block_delta(token_count(doc.get("index")), doc.get("delta"))
         elif kind == "content_block_stop":
-            return self._block_stop(_int(doc.get("index")))
+            return self._block_stop(token_count(doc.get("index")))
         elif kind == "message_delta":
             delta = doc.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
@@ -167,12 +167,12 @@ class AnthropicStream:
             return
         if "input_tokens" in usage:
             self._input_tokens = (
-                _int(usage.get("input_tokens"))
-                + _int(usage.get("cache_creation_input_tokens"))
-                + _int(usage.get("cache_read_input_tokens"))
+                token_count(usage.get("input_tokens"))
+                + token_count(usage.get("cache_creation_input_tokens"))
+                + token_count(usage.get("cache_read_input_tokens"))
             )
         if "output_tokens" in usage:
-            self._output_tokens = _int(usage.get("output_tokens"))
+            self._output_tokens = token_count(usage.get("output_tokens"))
 
 
 class AnthropicMessagesProvider:
@@ -214,7 +214,3 @@ class AnthropicMessagesProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -82,6 +82,16 @@ class ProviderError(GatewayError):
         return self.kind != "bad_request"
 
 
+def protocol_error(provider: str, what: str) -> ProviderError:
+    """A provider that broke its API's protocol: ``Provider '<id>' <what>``."""
+    return ProviderError("protocol", f"Provider '{provider}' {what}", provider=provider)
+
+
+def token_count(value: object) -> int:
+    """A token count from a provider's JSON: an integer (not a boolean), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     """What a provider is asked to complete.

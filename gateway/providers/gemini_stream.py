@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.providers.base import ProviderError
+from gateway.providers.base import ProviderError, protocol_error, token_count
 from gateway.providers.chat_parts import new_call_id
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
@@ -77,13 +77,13 @@ class GeminiStream:
         try:
             document = json.loads(data)
         except ValueError:
-            raise self._protocol(f"sent an invalid event: {data[:100]!r}") from None
+            raise protocol_error(self.provider, f"sent an invalid event: {data[:100]!r}") from None
         return self.feed_chunk(document)
 
     def feed_chunk(self, chunk: Any) -> list[ProviderEvent]:
         """Events for one ``GenerateContentResponse``. Raises ``ProviderError``."""
         if not isinstance(chunk, dict):
-            raise self._protocol("sent a chunk that is not an object")
+            raise protocol_error(self.provider, "sent a chunk that is not an object")
         if chunk.get("error"):
             raise gemini_error(self.provider, chunk["error"])
         self._seen = True
@@ -113,13 +113,13 @@ class GeminiStream:
     def finish(self) -> list[ProviderEvent]:
         """``Usage`` (when reported) then one ``Finish``, once the body ended."""
         if not self._seen:
-            raise self._protocol("ended its stream without any data")
+            raise protocol_error(self.provider, "ended its stream without any data")
         events: list[ProviderEvent] = []
         if self._usage is not None:
             usage = self._usage
-            completion = _int(usage.get("candidatesTokenCount"))
-            completion += _int(usage.get("thoughtsTokenCount"))
-            events.append(Usage(_int(usage.get("promptTokenCount")), completion))
+            completion = token_count(usage.get("candidatesTokenCount"))
+            completion += token_count(usage.get("thoughtsTokenCount"))
+            events.append(Usage(token_count(usage.get("promptTokenCount")), completion))
         reason = self._finish or "stop"
         if reason == "stop" and self._calls:
             reason = "tool_calls"
@@ -149,12 +149,3 @@ class GeminiStream:
                 )
                 self._calls += 1
         return events
-
-    def _protocol(self, what: str) -> ProviderError:
-        return ProviderError(
-            "protocol", f"Provider '{self.provider}' {what}", provider=self.provider
-        )
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

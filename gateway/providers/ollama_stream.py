@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.providers.base import ProviderError
+from gateway.providers.base import protocol_error, token_count
 from gateway.providers.chat_parts import new_call_id
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
@@ -48,7 +48,9 @@ class OllamaStream:
         try:
             line = json.loads(text)
         except ValueError:
-            raise self._protocol(f"sent a line that is not JSON: {text[:100]!r}") from None
+            raise protocol_error(
+                self.provider, f"sent a line that is not JSON: {text[:100]!r}"
+            ) from None
         return self.feed_value(line)
 
     def feed_value(self, line: Any) -> list[ProviderEvent]:
@@ -57,7 +59,7 @@ class OllamaStream:
         if self.done:
             return []
         if not isinstance(line, dict):
-            raise self._protocol("sent a line that is not an object")
+            raise protocol_error(self.provider, "sent a line that is not an object")
         if line.get("error"):
             raise error_from_event(self.provider, line["error"])
         self._seen = True
@@ -67,14 +69,14 @@ class OllamaStream:
             self._finish = "length" if line.get("done_reason") == "length" else "stop"
             if "prompt_eval_count" in line or "eval_count" in line:
                 self._usage = Usage(
-                    _int(line.get("prompt_eval_count")), _int(line.get("eval_count"))
+                    token_count(line.get("prompt_eval_count")), token_count(line.get("eval_count"))
                 )
         return events
 
     def finish(self) -> list[ProviderEvent]:
         """``Usage`` (when reported) then one ``Finish``, once the body ended."""
         if not self._seen:
-            raise self._protocol("ended its stream without any data")
+            raise protocol_error(self.provider, "ended its stream without any data")
         events: list[ProviderEvent] = [] if self._usage is None else [self._usage]
         reason = self._finish or "stop"
         events.append(Finish("tool_calls" if reason == "stop" and self._calls else reason))
@@ -107,12 +109,3 @@ class OllamaStream:
             )
             self._calls += 1
         return events
-
-    def _protocol(self, what: str) -> ProviderError:
-        return ProviderError(
-            "protocol", f"Provider '{self.provider}' {what}", provider=self.provider
-        )
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

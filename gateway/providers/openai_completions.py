@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, ProviderError
+from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, ProviderError, token_count
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.upstream_errors import error_from_event
@@ -109,8 +109,8 @@ class OpenAIStream:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = Usage(
-                prompt_tokens=_int(usage.get("prompt_tokens")),
-                completion_tokens=_int(usage.get("completion_tokens")),
+                prompt_tokens=token_count(usage.get("prompt_tokens")),
+                completion_tokens=token_count(usage.get("completion_tokens")),
             )
         events: list[ProviderEvent] = []
         for choice in chunk.get("choices") or ():
@@ -222,7 +222,3 @@ class OpenAICompletionsProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, ProviderError
+from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, protocol_error
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.responses_stream import ResponsesStream
 from gateway.providers.responses_wire import response_events, responses_request
@@ -55,8 +55,7 @@ class OpenAIResponsesProvider:
             if "json" in upstream.content_type.lower():
                 document = await upstream.read_json(_JSON_LIMIT)
                 if not isinstance(document, dict):
-                    message = f"Provider '{self.id}' sent invalid JSON"
-                    raise ProviderError("protocol", message, provider=self.id)
+                    raise protocol_error(self.id, "sent invalid JSON")
                 for event in response_events(document, self.id):
                     await emit(event)
                 return

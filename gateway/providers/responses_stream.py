@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.providers.base import ProviderError
+from gateway.providers.base import protocol_error
 from gateway.providers.chat_parts import new_call_id
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.responses_wire import (
@@ -71,9 +71,9 @@ class ResponsesStream:
         try:
             doc = json.loads(data)
         except ValueError:
-            raise self._protocol(f"sent an invalid event: {data[:100]!r}") from None
+            raise protocol_error(self.provider, f"sent an invalid event: {data[:100]!r}") from None
         if not isinstance(doc, dict):
-            raise self._protocol("sent an event that is not an object")
+            raise protocol_error(self.provider, "sent an event that is not an object")
         kind = doc.get("type") or event.event
         if kind == "error":
             nested = doc.get("error")
@@ -91,7 +91,7 @@ class ResponsesStream:
     def finish(self) -> list[ProviderEvent]:
         """``Usage`` (when reported) then one ``Finish``, once the body ended."""
         if not self._seen_event:
-            raise self._protocol("ended its stream without any event")
+            raise protocol_error(self.provider, "ended its stream without any event")
         events: list[ProviderEvent] = [] if self._usage is None else [self._usage]
         reason = self._finish or ("tool_calls" if self._call_count else "stop")
         events.append(Finish(reason))
@@ -165,8 +165,3 @@ class ResponsesStream:
         self._usage = usage_of(response)
         self._finish = finish_reason(response, has_calls)
         return events
-
-    def _protocol(self, what: str) -> ProviderError:
-        return ProviderError(
-            "protocol", f"Provider '{self.provider}' {what}", provider=self.provider
-        )

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.providers.base import ModelRequest, ProviderError, max_output_tokens
+from gateway.providers.base import ModelRequest, ProviderError, max_output_tokens, token_count
 from gateway.providers.chat_parts import (
     bad_request,
     function_tools,
@@ -177,7 +177,7 @@ def usage_of(response: Mapping[str, Any]) -> Usage | None:
     usage = response.get("usage")
     if not isinstance(usage, dict):
         return None
-    return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
+    return Usage(token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens")))
 
 
 def finish_reason(response: Mapping[str, Any], has_calls: bool) -> str:
@@ -260,7 +260,3 @@ def _text_format(response_format: object) -> JSONObject | None:
     if schema.get("description"):
         text_format["description"] = schema["description"]
     return text_format
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

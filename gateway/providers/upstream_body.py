@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import trio
 
-from gateway.providers.base import Emit, ProviderError
+from gateway.providers.base import Emit, ProviderError, protocol_error
 from gateway.providers.events import ProviderEvent
 from gateway.providers.http11 import (
     Connection,
@@ -133,9 +133,7 @@ class UpstreamBody:
         try:
             return json.loads(await self.read_all(limit))
         except ValueError:
-            provider = self._settings.id
-            message = f"Provider '{provider}' sent invalid JSON"
-            raise ProviderError("protocol", message, provider=provider) from None
+            raise protocol_error(self._settings.id, "sent invalid JSON") from None
 
     async def drain(self) -> None:
         """After the logical end of a stream, read what is left (normally just the end of the
