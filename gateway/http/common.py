@@ -10,7 +10,7 @@ from quart import Request, Response
 
 from gateway.auth import Authenticator, bearer_secret, is_loopback
 from gateway.client_address import scope_client
-from gateway.errors import GatewayError, error_body
+from gateway.errors import GatewayError, InvalidRequest, error_body
 
 logger = logging.getLogger("gateway.http")
 
@@ -31,6 +31,20 @@ def error_response(error: GatewayError, headers: dict[str, str] | None = None) -
 def not_found() -> Response:
     """The answer for an unknown path or a disabled endpoint: plain ``Not Found``."""
     return Response("Not Found", status=404, content_type="text/plain; charset=utf-8")
+
+
+def query_limit(raw: str | None, *, default: int, maximum: int) -> int:
+    """A ``limit`` query parameter: ``default`` when absent or empty, else an integer from 1
+    to ``maximum`` (``InvalidRequest`` otherwise)."""
+    if raw is None or raw == "":
+        return default
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise InvalidRequest(f"`limit` must be an integer from 1 to {maximum}.", param="limit")
+    return limit
 
 
 def method_not_allowed(allow: str) -> Response:

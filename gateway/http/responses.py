@@ -29,7 +29,7 @@ from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import agent_header, header_value, message_channel, read_json
 from gateway.http.chat import SSE_HEADERS, encoded_headers
-from gateway.http.common import error_response, json_response
+from gateway.http.common import error_response, json_response, query_limit
 from gateway.http.exchange import Exchange
 from gateway.http.streaming import NO_REPLY, SSEBody, drain, first_event, open_run
 from gateway.responses.items import has_user_input, new_id, to_messages
@@ -218,7 +218,7 @@ class ResponsesApi:
 
     async def input_items(self, response_id: str) -> Response:
         try:
-            limit = _limit(request.args.get("limit"))
+            limit = query_limit(request.args.get("limit"), default=20, maximum=MAX_LIMIT)
             order = request.args.get("order") or "desc"
             if order not in ("asc", "desc"):
                 raise InvalidRequest("`order` must be asc or desc.", param="order")
@@ -359,15 +359,3 @@ def _not_found(response_id: str) -> GatewayError:
         type_="invalid_request_error",
         code="response_not_found",
     )
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return 20
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(f"`limit` must be an integer from 1 to {MAX_LIMIT}.", param="limit")
-    return limit

@@ -10,7 +10,7 @@ from quart import Response, request
 
 from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.http.common import error_response, json_response
+from gateway.http.common import error_response, json_response, query_limit
 from gateway.http.history_sse import (
     CONTENT_TYPE,
     RETRY,
@@ -22,18 +22,6 @@ from gateway.http.history_stream import HistoryStream, HistoryStreams
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(f"`limit` must be an integer from 1 to {MAX_LIMIT}.", param="limit")
-    return limit
 
 
 class Sessions:
@@ -49,7 +37,7 @@ class Sessions:
 
     async def history(self, key: str) -> Response:
         try:
-            limit = parse_limit(request.args.get("limit"))
+            limit = query_limit(request.args.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
             page = await self.runtime.transcripts.history(
                 key, limit, request.args.get("cursor") or None
             )
