@@ -15,16 +15,15 @@ import uuid
 import trio
 
 from gateway.agents.events import RunEvent, Usage
-from gateway.agents.models import chat_model
 from gateway.agents.reply import Reply
-from gateway.agents.routing import resolve_agent, resolve_session
 from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError
-from gateway.http.body import agent_header, header_value, message_channel, read_json
+from gateway.http.body import read_json
 from gateway.http.chat_request import ChatRequest, parse_chat_request
 from gateway.http.exchange import Exchange
-from gateway.http.streaming import NO_REPLY, SSEBody, drain, first_event, open_run
+from gateway.http.runs import drain, open_run, resolve_target
+from gateway.http.streaming import NO_REPLY, SSEBody, first_event
 from gateway.settings import HttpSettings
 from gateway.sse import ChatStream, ChunkEncoder
 
@@ -52,32 +51,25 @@ class ChatCompletions:
         )
         # From here on a client that leaves cancels the request nursery: the run stops.
         nursery.start_soon(exchange.watch_disconnect, nursery.cancel_scope)
-        agent = resolve_agent(
-            self.runtime.agents,
-            agent_header(exchange),
-            chat.model,
-        )
-        model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
-        session = resolve_session(agent.id, exchange.header(b"x-openclaw-session-key"), chat.user)
-        channel = message_channel(exchange.header(b"x-openclaw-message-channel"))
+        target = resolve_target(self.runtime, exchange, chat.model, chat.user, "openai")
         run = open_run(
             self.runtime,
             RunRequest(
                 run_id=str(uuid.uuid4()),
-                agent=agent,
-                session=session,
+                agent=target.agent,
+                session=target.session,
                 messages=chat.messages,
                 system=chat.system,
-                model=model,
+                model=target.model,
                 params=chat.params,
                 send_timeout=http.send_timeout_seconds,
                 stream=chat.stream,
-                channel=channel,
+                channel=target.channel,
             ),
             exchange,
             nursery,
         )
-        headers = {"x-openclaw-session-key": header_value(session.key)}
+        headers = target.headers()
         if chat.stream:
             await self._stream(exchange, chat, run.events, headers)
         else:

@@ -22,16 +22,16 @@ import trio
 from quart import Response, request
 
 from gateway.agents.events import RunEvent
-from gateway.agents.models import chat_model
-from gateway.agents.routing import resolve_agent, resolve_session
+from gateway.agents.routing import SessionTarget
 from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.http.body import agent_header, header_value, message_channel, read_json
+from gateway.http.body import read_json
 from gateway.http.chat import SSE_HEADERS, encoded_headers
 from gateway.http.common import error_response, json_response, query_limit
 from gateway.http.exchange import Exchange
-from gateway.http.streaming import NO_REPLY, SSEBody, drain, first_event, open_run
+from gateway.http.runs import drain, open_run, resolve_target
+from gateway.http.streaming import NO_REPLY, SSEBody, first_event
 from gateway.responses.items import has_user_input, new_id, to_messages
 from gateway.responses.request import MISSING_USER, ResponsesRequest, parse_responses_request
 from gateway.responses.stream import ResponseStream
@@ -65,16 +65,7 @@ class ResponsesApi:
             await read_json(exchange, http.responses.max_body_bytes, http.body_timeout_seconds)
         )
         nursery.start_soon(exchange.watch_disconnect, nursery.cancel_scope)
-        agent = resolve_agent(
-            self.runtime.agents,
-            agent_header(exchange),
-            req.model,
-        )
-        model = chat_model(exchange.header(b"x-openclaw-model"), self.runtime.providers.catalog)
-        session = resolve_session(
-            agent.id, exchange.header(b"x-openclaw-session-key"), req.user, "openresponses"
-        )
-        channel = message_channel(exchange.header(b"x-openclaw-message-channel"))
+        target = resolve_target(self.runtime, exchange, req.model, req.user, "openresponses")
         context: list[Any] | None = None
         inherited_system: list[str] = []
         if req.previous_response_id is not None:
@@ -104,22 +95,24 @@ class ResponsesApi:
             self.runtime,
             RunRequest(
                 run_id=str(uuid.uuid4()),
-                agent=agent,
-                session=session,
+                agent=target.agent,
+                session=target.session,
                 messages=conversation.messages,
                 system="\n\n".join(system) or None,
-                model=model,
+                model=target.model,
                 params=_params(req),
                 send_timeout=http.send_timeout_seconds,
                 stream=req.stream,
                 context=context,
-                channel=channel,
+                channel=target.channel,
             ),
             exchange,
             nursery,
         )
-        response = _Response(req, new_id("resp"), int(time.time()), agent.id, session, items)
-        headers = {"x-openclaw-session-key": header_value(session.key)}
+        response = _Response(
+            req, new_id("resp"), int(time.time()), target.agent.id, target.session, items
+        )
+        headers = target.headers()
         if req.stream:
             await self._stream(exchange, response, run.events, headers)
         else:
@@ -270,7 +263,7 @@ class _Response:
         response_id: str,
         created_at: int,
         agent_id: str,
-        session: Any,
+        session: SessionTarget,
         items: list[JSONObject],
     ) -> None:
         self.request = request

@@ -15,9 +15,6 @@ from typing import Protocol
 import trio
 
 from gateway.agents.events import RunEvent, RunFailed
-from gateway.agents.run import Run, RunRequest
-from gateway.agents.runtime import AgentRuntime
-from gateway.asgi import request_log
 from gateway.errors import GatewayError
 from gateway.http.exchange import Exchange
 from gateway.sse import PING
@@ -41,36 +38,6 @@ class StreamEncoder(Protocol):
 
 
 NO_REPLY = "The run ended without a reply."
-
-
-def open_run(
-    runtime: AgentRuntime, request: RunRequest, exchange: Exchange, nursery: trio.Nursery
-) -> Run:
-    """Open a completion route's run in the request's nursery; the access log reports it."""
-    run = runtime.open_run(request, nursery)
-    log = request_log(exchange.scope)
-    if log is not None:
-        log.run = run
-    return run
-
-
-async def drain(
-    receive: trio.MemoryReceiveChannel[RunEvent], take: Callable[[RunEvent], object]
-) -> None:
-    """``take`` every event of a run until its channel ends (a JSON answer is made only once
-    the run has ended: its turn is recorded before the answer says it is complete). What is
-    already waiting is taken without a schedule point per event."""
-    with receive:
-        while True:
-            try:
-                take(receive.receive_nowait())
-            except trio.WouldBlock:
-                try:
-                    take(await receive.receive())
-                except trio.EndOfChannel:
-                    break
-            except trio.EndOfChannel:
-                break
 
 
 async def first_event(
