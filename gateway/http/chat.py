@@ -21,17 +21,11 @@ from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError
 from gateway.http.body import read_json
 from gateway.http.chat_request import ChatRequest, parse_chat_request
-from gateway.http.exchange import Exchange
+from gateway.http.exchange import Exchange, header_list
 from gateway.http.runs import drain, open_run, resolve_target
-from gateway.http.streaming import NO_REPLY, SSEBody, first_event
+from gateway.http.streaming import NO_REPLY, SSE_HEADERS, SSEBody, first_event
 from gateway.settings import HttpSettings
 from gateway.sse import ChatStream, ChunkEncoder
-
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 class ChatCompletions:
@@ -94,7 +88,7 @@ class ChatCompletions:
             first=first,
             heartbeat=self.http.heartbeat_seconds,
         )
-        await exchange.start(200, [*SSE_HEADERS, *encoded_headers(headers)])
+        await exchange.start(200, [*SSE_HEADERS, *header_list(headers)])
         await body.write_to(exchange)
 
     async def _collect(
@@ -122,12 +116,7 @@ class ChatCompletions:
             ],
             "usage": (reply.usage or Usage(0, 0)).as_dict(),
         }
-        await exchange.respond_json(body, headers=encoded_headers(headers))
-
-
-def encoded_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    """Response headers (ASCII names, Latin-1 values) as ASGI wants them."""
-    return [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
+        await exchange.respond_json(body, headers=header_list(headers))
 
 
 def _completion_id() -> str:

@@ -27,11 +27,10 @@ from gateway.agents.run import RunRequest
 from gateway.agents.runtime import AgentRuntime
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http.body import read_json
-from gateway.http.chat import SSE_HEADERS, encoded_headers
 from gateway.http.common import error_response, json_response, query_limit
-from gateway.http.exchange import Exchange
+from gateway.http.exchange import Exchange, header_list
 from gateway.http.runs import drain, open_run, resolve_target
-from gateway.http.streaming import NO_REPLY, SSEBody, first_event
+from gateway.http.streaming import NO_REPLY, SSE_HEADERS, SSEBody, first_event
 from gateway.responses.items import has_user_input, new_id, to_messages
 from gateway.responses.request import MISSING_USER, ResponsesRequest, parse_responses_request
 from gateway.responses.stream import ResponseStream
@@ -149,7 +148,7 @@ class ResponsesApi:
             heartbeat=self.http.heartbeat_seconds,
             before_end=(lambda: self._store(response, stream)) if store else None,
         )
-        await exchange.start(200, [*SSE_HEADERS, *encoded_headers(headers)])
+        await exchange.start(200, [*SSE_HEADERS, *header_list(headers)])
         try:
             await body.write_to(exchange)
         finally:
@@ -178,7 +177,7 @@ class ResponsesApi:
             return
         if response.request.store:
             await self._store(response, stream)
-        await exchange.respond_json(stream.response(), headers=encoded_headers(headers))
+        await exchange.respond_json(stream.response(), headers=header_list(headers))
 
     async def _store(self, response: _Response, stream: ResponseStream) -> None:
         stored = StoredResponse(

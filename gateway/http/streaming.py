@@ -19,6 +19,12 @@ from gateway.errors import GatewayError
 from gateway.http.exchange import Exchange
 from gateway.sse import PING
 
+# The head of every SSE response.
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 # At most this many queued events go into one write, so one write stays small.
 _MAX_BATCH = 256
 
