@@ -47,8 +47,9 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
-    """Validate ``body`` (already JSON-decoded). Raises ``InvalidRequest``."""
+def request_model(body: Any) -> tuple[dict[str, Any], str]:
+    """An API request's body checked to be a JSON object, and its ``model`` (a string,
+    ``openclaw`` when absent). Raises ``InvalidRequest``."""
     if not isinstance(body, dict):
         raise _fail("The request body must be a JSON object.")
     model = body.get("model")
@@ -56,6 +57,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
         model = "openclaw"
     elif not isinstance(model, str):
         raise _fail("`model` must be a string.", "model")
+    return body, model
+
+
+def parse_chat_request(raw: Any) -> ChatRequest:
+    """Validate ``raw`` (already JSON-decoded). Raises ``InvalidRequest``."""
+    body, model = request_model(raw)
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise _fail("`messages` must be a non-empty array.", "messages")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.http.chat_request import is_int
+from gateway.http.chat_request import is_int, request_model
 
 MAX_INPUTS = 2048
 ENCODING_FORMATS = ("float", "base64")
@@ -32,15 +32,9 @@ class EmbeddingsRequest:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-def parse_embeddings_request(body: Any) -> EmbeddingsRequest:
-    """Validate ``body`` (already JSON-decoded). Raises ``InvalidRequest``."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if model is None:
-        model = "openclaw"
-    elif not isinstance(model, str):
-        raise InvalidRequest("`model` must be a string.", param="model")
+def parse_embeddings_request(raw: Any) -> EmbeddingsRequest:
+    """Validate ``raw`` (already JSON-decoded). Raises ``InvalidRequest``."""
+    body, model = request_model(raw)
     inputs = _inputs(body.get("input"))
     if len(inputs) > MAX_INPUTS:
         raise InvalidRequest(

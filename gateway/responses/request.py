@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.http.chat_request import ImageBudget, check_image, is_int, is_number
+from gateway.http.chat_request import ImageBudget, check_image, is_int, is_number, request_model
 from gateway.responses.items import new_id
 from gateway.types import JSONObject
 
@@ -56,15 +56,9 @@ def _fail(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param)
 
 
-def parse_responses_request(body: Any) -> ResponsesRequest:
-    """Validate ``body`` (already JSON-decoded). Raises ``InvalidRequest``."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if model is None:
-        model = "openclaw"
-    elif not isinstance(model, str):
-        raise _fail("`model` must be a string.", "model")
+def parse_responses_request(raw: Any) -> ResponsesRequest:
+    """Validate ``raw`` (already JSON-decoded). Raises ``InvalidRequest``."""
+    body, model = request_model(raw)
     if body.get("background") is True:
         raise _fail("`background` responses are not supported.", "background")
     items = _input(body.get("input"))
