@@ -9,15 +9,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
 from gateway.testing import FakeToolCall, FakeUpstream, Script, open_fake_upstream
-from tests.harness import AUTH, Server, start_server
+from tests.harness import start_server
 from tests.rawhttp import open_request, read_until
+from tests.upstreams import chat, serve, sse
 
 APIS = ["openai-completions", "anthropic-messages"]
+# Every kind (the others' own relaying is in ``test_upstream_kinds``).
+ALL_APIS = [*APIS, "openai-responses", "google-generative-ai", "ollama"]
 LIMIT = 0.1
 
 
@@ -25,40 +27,6 @@ LIMIT = 0.1
 async def up() -> AsyncIterator[FakeUpstream]:
     async with open_fake_upstream() as upstream:
         yield upstream
-
-
-def config_for(
-    up: FakeUpstream, api: str, fallbacks: list[str] | None = None, **provider: Any
-) -> dict[str, Any]:
-    model: Any = "fake/m" if fallbacks is None else {"primary": "fake/m", "fallbacks": fallbacks}
-    return {
-        "models": {
-            "providers": {
-                "fake": {"baseUrl": up.base_url, "api": api, "apiKey": "sk-test", **provider},
-                "backup": {"baseUrl": up.base_url, "api": "openai-completions"},
-            }
-        },
-        "agents": {"defaults": {"model": model}},
-    }
-
-
-async def serve(nursery: trio.Nursery, up: FakeUpstream, api: str, **kw: Any) -> Server:
-    return await start_server(nursery, config_for(up, api, **kw))
-
-
-async def chat(server: Server, **body: Any) -> httpx.Response:
-    body.setdefault("messages", [{"role": "user", "content": "hi"}])
-    async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=10) as client:
-        return await client.post("/v1/chat/completions", json=body)
-
-
-def sse(response: httpx.Response) -> list[Any]:
-    out = []
-    for block in response.text.split("\n\n"):
-        if block.startswith("data: "):
-            data = block[6:]
-            out.append(data if data == "[DONE]" else json.loads(data))
-    return out
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -176,7 +144,7 @@ async def test_forwarded_params_reach_openai_upstream(
     assert "max_tokens" not in up.requests[1].body
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", ALL_APIS)
 @pytest.mark.parametrize(
     ("script", "status", "check"),
     [

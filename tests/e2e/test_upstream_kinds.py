@@ -1,6 +1,6 @@
 """Client → gateway → fake upstream speaking the Responses, Gemini and Ollama APIs, all real HTTP on
-loopback: relaying (streaming and not), tools both ways, usage, parameters, error mapping,
-fallbacks, and the upstream seeing its connection close when the client leaves."""
+loopback: relaying (streaming and not), tools both ways, usage, parameters, fallbacks, and the
+upstream seeing its connection close when the client leaves (error mapping: ``test_upstream``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
 from gateway.testing import FakeToolCall, FakeUpstream, Script, open_fake_upstream
-from tests.harness import AUTH, Server, start_server
 from tests.rawhttp import open_request, read_until
+from tests.upstreams import chat, serve, sse
 
 APIS = ["openai-responses", "google-generative-ai", "ollama"]
 LIMIT = 0.1
@@ -30,41 +29,6 @@ PATHS = {
 async def up() -> AsyncIterator[FakeUpstream]:
     async with open_fake_upstream() as upstream:
         yield upstream
-
-
-def base_url(up: FakeUpstream, api: str) -> str:
-    return up.base_url if api == "openai-responses" else up.root_url
-
-
-async def serve(
-    nursery: trio.Nursery, up: FakeUpstream, api: str, fallbacks: list[str] | None = None
-) -> Server:
-    model: Any = "fake/m" if fallbacks is None else {"primary": "fake/m", "fallbacks": fallbacks}
-    config = {
-        "models": {
-            "providers": {
-                "fake": {"baseUrl": base_url(up, api), "api": api, "apiKey": "sk-test"},
-                "backup": {"baseUrl": up.base_url, "api": "openai-completions"},
-            }
-        },
-        "agents": {"defaults": {"model": model}},
-    }
-    return await start_server(nursery, config)
-
-
-async def chat(server: Server, **body: Any) -> httpx.Response:
-    body.setdefault("messages", [{"role": "user", "content": "hi"}])
-    async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=10) as client:
-        return await client.post("/v1/chat/completions", json=body)
-
-
-def sse(response: httpx.Response) -> list[Any]:
-    out = []
-    for block in response.text.split("\n\n"):
-        if block.startswith("data: "):
-            data = block[6:]
-            out.append(data if data == "[DONE]" else json.loads(data))
-    return out
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -185,40 +149,6 @@ async def test_parameters_reach_each_upstream_in_its_shape(
         "stop": ["##"],
         "num_predict": 50,
     }
-
-
-@pytest.mark.parametrize("api", APIS)
-@pytest.mark.parametrize(
-    ("script", "status", "check"),
-    [
-        ({"status": 400, "error_message": "context too long"}, 400, "context too long"),
-        ({"status": 401}, 502, "fake"),
-        ({"status": 429, "retry_after": "12"}, 429, None),
-        ({"status": 500}, 502, None),
-        ({"status": 502, "error_content_type": "text/html"}, 502, None),
-    ],
-)
-@pytest.mark.parametrize("stream", [False, True])
-async def test_error_mapping(
-    nursery: trio.Nursery,
-    up: FakeUpstream,
-    api: str,
-    script: dict[str, Any],
-    status: int,
-    check: str | None,
-    stream: bool,
-) -> None:
-    server = await serve(nursery, up, api)
-    up.enqueue(Script().with_overrides(script))
-    response = await chat(server, stream=stream)
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    if check:
-        assert check in error["message"]
-    if status == 429:
-        assert response.headers["retry-after"] == "12"
-    assert "<html" not in response.text.lower()
 
 
 @pytest.mark.parametrize("api", APIS)
