@@ -23,15 +23,13 @@ import fcntl
 import os
 import shutil
 import signal
-import subprocess
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import trio
-
-from tests.openclaw_cli import CliResult, Unavailable, _collect, _node, _run
+from tests.openclaw_cli import CliResult, Unavailable, _node, _run, run_group
 
 __all__ = ["VERSION", "CliResult", "CodexCli", "Unavailable", "install"]
 
@@ -100,30 +98,13 @@ class CodexCli:
         is cancelled (e.g. by its ``fail_after``), its process group and every process started
         under it are killed and the group leader reaped."""
         mark = uuid.uuid4().hex
-        process = await trio.lowlevel.open_process(
+        # Commands Codex started in sessions of their own outlive its process group.
+        return await run_group(
             [str(self.binary), *args],
-            env={**env, _RUN_MARK: mark},
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+            {**env, _RUN_MARK: mark},
+            cwd,
+            also_kill=partial(_kill_marked, mark),
         )
-        assert process.stdout is not None and process.stderr is not None
-        out, err = bytearray(), bytearray()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_collect, process.stdout, out)
-            nursery.start_soon(_collect, process.stderr, err)
-            try:
-                await process.wait()
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                _kill_marked(mark)  # then the pipes end too
-                with trio.CancelScope(shield=True):
-                    await process.wait()
-        assert process.returncode is not None  # reaped above
-        return CliResult(process.returncode, out.decode(), err.decode())
 
 
 def _kill_marked(mark: str) -> None:

@@ -24,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,29 +80,44 @@ class OpenClawCli:
     async def run(self, args: list[str], env: Mapping[str, str], cwd: Path) -> CliResult:
         """Run ``openclaw ARGS`` in ``cwd`` to its end. When it ends, or the caller is
         cancelled (e.g. by its ``fail_after``), its whole process group is killed and reaped."""
-        process = await trio.lowlevel.open_process(
-            [str(self.node), str(self.entry), *args],
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert process.stdout is not None and process.stderr is not None
-        out, err = bytearray(), bytearray()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_collect, process.stdout, out)
-            nursery.start_soon(_collect, process.stderr, err)
-            try:
+        return await run_group([str(self.node), str(self.entry), *args], env, cwd)
+
+
+async def run_group(
+    command: list[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    also_kill: Callable[[], None] | None = None,
+) -> CliResult:
+    """Run ``command`` in ``cwd`` in a process group of its own, stdin empty, to its end. When
+    it ends, or the caller is cancelled (e.g. by its ``fail_after``), the whole group is
+    SIGKILLed (whatever the command started and left behind: then the pipes end too), then
+    ``also_kill`` runs, and the group leader is reaped."""
+    process = await trio.lowlevel.open_process(
+        command,
+        env=dict(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    out, err = bytearray(), bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_collect, process.stdout, out)
+        nursery.start_soon(_collect, process.stderr, err)
+        try:
+            await process.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            if also_kill is not None:
+                also_kill()
+            with trio.CancelScope(shield=True):
                 await process.wait()
-            finally:
-                # Also whatever the CLI started and left behind (then the pipes end too).
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                with trio.CancelScope(shield=True):
-                    await process.wait()
-        return CliResult(process.returncode, out.decode(), err.decode())
+    assert process.returncode is not None  # reaped above
+    return CliResult(process.returncode, out.decode(), err.decode())
 
 
 async def _collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
