@@ -3,10 +3,11 @@ directory and PostgreSQL on a fresh database of the session's cluster (``tests.p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from gateway.sessions.base import TranscriptStore
 from gateway.sessions.postgres.connection import PgDatabase
@@ -17,6 +18,7 @@ from gateway.sessions.sqlite import SQLiteTranscripts
 from gateway.sessions.sqlite_responses import SQLiteResponses
 
 NAMES = ("sqlite", "postgres")
+Store = TypeVar("Store", bound=Any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,34 +30,26 @@ class Backend:
     directory: Path
     url: str | None  # PostgreSQL's, for ``postgres``
 
-    @asynccontextmanager
-    async def open_transcripts(self) -> AsyncIterator[TranscriptStore]:
-        if self.url is None:
-            sqlite = SQLiteTranscripts(self.directory)
-            try:
-                yield sqlite
-            finally:
-                await sqlite.aclose()
-            return
-        db = PgDatabase(self.url, size=4, name="test")
-        store = PgTranscripts(db)
-        try:
-            yield store
-        finally:
-            await store.aclose()
-            await db.aclose()
+    def open_transcripts(self) -> AbstractAsyncContextManager[TranscriptStore]:
+        return self._open(SQLiteTranscripts, PgTranscripts)
+
+    def open_responses(self) -> AbstractAsyncContextManager[ResponseStore]:
+        return self._open(SQLiteResponses, PgResponses)
 
     @asynccontextmanager
-    async def open_responses(self) -> AsyncIterator[ResponseStore]:
+    async def _open(
+        self, sqlite: Callable[[Path], Store], postgres: Callable[[PgDatabase], Store]
+    ) -> AsyncIterator[Store]:
+        """A new store of this backend's kind (closed on the way out, with its database)."""
         if self.url is None:
-            sqlite = SQLiteResponses(self.directory)
+            store = sqlite(self.directory)
             try:
-                yield sqlite
+                yield store
             finally:
-                await sqlite.aclose()
+                await store.aclose()
             return
         db = PgDatabase(self.url, size=4, name="test")
-        store = PgResponses(db)
+        store = postgres(db)
         try:
             yield store
         finally:
