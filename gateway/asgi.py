@@ -2,10 +2,10 @@
 
 - Refuses to run on anything but trio (Hypercorn's default worker is asyncio, on which every
   request to a quart-trio app would fail): startup fails with a message naming ``-k trio``.
-- Gives every HTTP request a nursery of its own (``request_nursery``), opened before the app sees
-  the request and cancelled as soon as the app is done with it, whether it finished or the client
-  went away. Agent runs live there, so a run can outlast the route handler (its response headers
-  wait for the first event) yet never outlive the request.
+- Gives every HTTP request a nursery of its own (handed to a direct route), opened before the
+  route sees the request and cancelled as soon as it is done with it, whether it finished or the
+  client went away. Agent runs live there, so a run can outlast the route handler (its response
+  headers wait for the first event) yet never outlive the request.
 - Shields the final ``http.response.body`` send: quart-trio cancels the request scope on the
   post-response disconnect, which otherwise kills Hypercorn's keep-alive idle timer.
 - Holds back the final ``http.response.body`` of an answer given before the request body has
@@ -45,7 +45,6 @@ from gateway.http.exchange import Exchange
 from gateway.logs import access_logger, request_id_from, reset_request_id, set_request_id
 from gateway.metrics import Metrics
 
-REQUEST_NURSERY = "gateway.request_nursery"
 REQUEST_LOG = "gateway.request_log"
 TRIO_REQUIRED = (
     "Gateway needs Hypercorn's trio worker: start it with `hypercorn -k trio gateway.app:app` "
@@ -73,11 +72,6 @@ class RequestLog:
 
     request_id: str
     run: LogSource | None = None
-
-
-def request_nursery(scope: Mapping[str, object]) -> trio.Nursery:
-    """The nursery that owns the work of this HTTP request."""
-    return cast(trio.Nursery, scope[REQUEST_NURSERY])
 
 
 def request_log(scope: Mapping[str, object]) -> RequestLog | None:
@@ -183,7 +177,6 @@ class GatewayASGI:
         scope_dict[REQUEST_LOG] = log
         try:
             async with trio.open_nursery() as nursery:
-                scope_dict[REQUEST_NURSERY] = nursery
                 try:
                     if route is not None and self.direct is not None:
                         exchange = Exchange(scope, body.receive, send_wrapper)

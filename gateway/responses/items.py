@@ -12,10 +12,10 @@ Items, as this gateway stores and echoes them::
 
 A run speaks OpenAI chat messages (``gateway.types.ChatMessage``): ``to_messages`` turns items into
 them (system and developer text apart, function calls into an assistant message's ``tool_calls``,
-outputs into ``tool`` messages); ``output_items`` turns a run's reply back into items. A chat
-``tool`` message carries text only, so the images of function outputs follow the outputs in one
-``user`` message (after the last of a run of outputs: an assistant's calls must be answered by
-tool messages before anything else).
+outputs into ``tool`` messages); ``gateway.responses.stream`` turns a run's events back into
+items. A chat ``tool`` message carries text only, so the images of function outputs follow the
+outputs in one ``user`` message (after the last of a run of outputs: an assistant's calls must be
+answered by tool messages before anything else).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.agents.reply import Reply
 from gateway.types import ChatMessage, JSONObject, ToolCall
 
 # The text of a tool message whose function output is images only (they follow it).
@@ -101,26 +100,6 @@ def has_user_input(items: Iterable[JSONObject]) -> bool:
                 if part["type"] == "input_image" or part.get("text", "").strip():
                     return True
     return False
-
-
-def output_items(reply: Reply, message_id: str, call_ids: dict[int, str]) -> list[JSONObject]:
-    """The reply as output items: its text as one message (``message_id``), then each tool
-    call (item ids from ``call_ids`` by call index, made up for the missing)."""
-    items: list[JSONObject] = []
-    text = reply.text
-    if text or not reply.calls:
-        items.append(message_item(message_id, text, "completed"))
-    for index, call in sorted(reply.calls.items()):
-        items.append(
-            function_call_item(
-                call_ids.get(index) or new_id("fc"),
-                call.id,
-                call.name,
-                "".join(call.arguments),
-                "completed",
-            )
-        )
-    return items
 
 
 def message_item(item_id: str, text: str | None, status: str) -> JSONObject:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.agents.reply import Reply
 from gateway.errors import InvalidRequest
-from gateway.providers.events import Finish, TextDelta, ToolCallDelta
-from gateway.responses.items import IMAGE_OUTPUT, has_user_input, output_items, to_messages
+from gateway.responses.items import IMAGE_OUTPUT, has_user_input, to_messages
 from gateway.responses.request import parse_responses_request
 
 
@@ -118,22 +116,3 @@ def test_what_counts_as_user_input() -> None:
     assert has_user_input(items([{"type": "function_call_output", "call_id": "c", "output": ""}]))
     assert not has_user_input(items([{"role": "assistant", "content": "x"}]))
     assert not has_user_input(items([{"role": "user", "content": " "}]))
-
-
-def test_output_items_text_then_calls() -> None:
-    reply = Reply()
-    for event in (
-        TextDelta("Hi "),
-        TextDelta("there"),
-        ToolCallDelta(0, "", id="call_a", name="f"),
-        ToolCallDelta(0, '{"x":1}'),
-        Finish("tool_calls"),
-    ):
-        reply.add(event)
-    message, call = output_items(reply, "msg_1", {0: "fc_1"})
-    assert message["id"] == "msg_1" and message["content"][0]["text"] == "Hi there"
-    assert call == {
-        "type": "function_call", "id": "fc_1", "call_id": "call_a", "name": "f",
-        "arguments": '{"x":1}', "status": "completed",
-    }  # fmt: skip
-    assert [i["type"] for i in output_items(Reply(), "m", {})] == ["message"]

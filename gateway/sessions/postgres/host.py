@@ -59,7 +59,6 @@ class Host:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._up = threading.Event()
-        self.connected = False
 
     @property
     def up(self) -> bool:
