@@ -24,7 +24,7 @@ from gateway.providers.anthropic_request import anthropic_request
 from gateway.providers.base import Emit, ModelRequest, ProviderError, token_count
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
-from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
+from gateway.providers.upstream_http import HttpProvider, UpstreamHttp, json_body, upstream_headers
 from gateway.providers.upstream_sse import SSEEvent
 from gateway.settings import ProviderSettings
 
@@ -175,14 +175,11 @@ class AnthropicStream:
             self._output_tokens = token_count(usage.get("output_tokens"))
 
 
-class AnthropicMessagesProvider:
+class AnthropicMessagesProvider(HttpProvider):
     """A ``Provider`` for Anthropic's Messages API; one connection pool per instance."""
 
     def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
-        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
-        own connection pool); the provider closes it in ``aclose``."""
-        self._settings = settings
-        self._http = http if http is not None else UpstreamHttp(settings)
+        super().__init__(settings, http=http)
         self._url = messages_url(settings.base_url)
         self._headers = upstream_headers(
             settings,
@@ -191,10 +188,6 @@ class AnthropicMessagesProvider:
             key_format="{}",
             fixed={"anthropic-version": ANTHROPIC_VERSION},
         )
-
-    @property
-    def id(self) -> str:
-        return self._settings.id
 
     async def stream(self, request: ModelRequest, emit: Emit) -> None:
         """Stream ``request`` from Anthropic, emitting events in order, then one ``Finish``.
@@ -211,6 +204,3 @@ class AnthropicMessagesProvider:
             await upstream.relay_events(translator, emit)
         for event in translator.finish():
             await emit(event)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

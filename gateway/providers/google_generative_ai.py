@@ -14,29 +14,20 @@ from __future__ import annotations
 from gateway.providers.base import Emit, ModelRequest
 from gateway.providers.gemini_request import gemini_request, gemini_url
 from gateway.providers.gemini_stream import GeminiStream
-from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
+from gateway.providers.upstream_http import HttpProvider, UpstreamHttp, json_body, upstream_headers
 from gateway.settings import ProviderSettings
 
 __all__ = ["GoogleGenerativeAIProvider"]
 
-_JSON_LIMIT = 32 * 1024 * 1024
 
-
-class GoogleGenerativeAIProvider:
+class GoogleGenerativeAIProvider(HttpProvider):
     """A ``Provider`` for the Gemini API; one connection pool per instance."""
 
     def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
-        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
-        own connection pool); the provider closes it in ``aclose``."""
-        self._settings = settings
-        self._http = http if http is not None else UpstreamHttp(settings)
+        super().__init__(settings, http=http)
         self._headers = upstream_headers(
             settings, "text/event-stream", key_header="x-goog-api-key", key_format="{}"
         )
-
-    @property
-    def id(self) -> str:
-        return self._settings.id
 
     async def stream(self, request: ModelRequest, emit: Emit) -> None:
         """Stream ``request`` from Gemini, emitting events in order, then one ``Finish``.
@@ -51,7 +42,7 @@ class GoogleGenerativeAIProvider:
             url, body=json_body(gemini_request(request, self.id)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
-                document = await upstream.read_json(_JSON_LIMIT)
+                document = await upstream.read_json()
                 for chunk in document if isinstance(document, list) else [document]:
                     for event in translator.feed_chunk(chunk):
                         await emit(event)
@@ -59,6 +50,3 @@ class GoogleGenerativeAIProvider:
                 await upstream.relay_events(translator, emit)
         for event in translator.finish():
             await emit(event)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

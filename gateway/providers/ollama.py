@@ -13,27 +13,26 @@ from __future__ import annotations
 from gateway.providers.base import Emit, ModelRequest, ProviderError
 from gateway.providers.ollama_request import ollama_request, ollama_url
 from gateway.providers.ollama_stream import OllamaStream
-from gateway.providers.upstream_http import UpstreamBody, UpstreamHttp, json_body, upstream_headers
+from gateway.providers.upstream_http import (
+    HttpProvider,
+    UpstreamBody,
+    UpstreamHttp,
+    json_body,
+    upstream_headers,
+)
 from gateway.providers.upstream_ndjson import NDJSONDecodeError, NDJSONDecoder
 from gateway.settings import ProviderSettings
 
 __all__ = ["OllamaProvider"]
 
 
-class OllamaProvider:
+class OllamaProvider(HttpProvider):
     """A ``Provider`` for an Ollama server; one connection pool per instance."""
 
     def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
-        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
-        own connection pool); the provider closes it in ``aclose``."""
-        self._settings = settings
-        self._http = http if http is not None else UpstreamHttp(settings)
+        super().__init__(settings, http=http)
         self._url = ollama_url(settings.base_url)
         self._headers = upstream_headers(settings, "application/x-ndjson")
-
-    @property
-    def id(self) -> str:
-        return self._settings.id
 
     async def stream(self, request: ModelRequest, emit: Emit) -> None:
         """Stream ``request`` from Ollama, emitting events in order, then one ``Finish``.
@@ -49,9 +48,6 @@ class OllamaProvider:
             await self._relay(upstream, translator, emit)
         for event in translator.finish():
             await emit(event)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def _relay(self, upstream: UpstreamBody, translator: OllamaStream, emit: Emit) -> None:
         """Decode the body line by line until the ``done`` line (the rest is then drained) or

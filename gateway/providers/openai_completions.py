@@ -36,13 +36,12 @@ from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, Provider
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.upstream_errors import error_from_event
-from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
+from gateway.providers.upstream_http import HttpProvider, UpstreamHttp, json_body, upstream_headers
 from gateway.providers.upstream_sse import SSEEvent
 from gateway.settings import ProviderSettings
 
 __all__ = ["OpenAICompletionsProvider", "OpenAIStream", "build_body"]
 
-_JSON_LIMIT = 32 * 1024 * 1024
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
 _JSON = json.JSONDecoder()  # stateless: its raw_decode is json.loads' own parser
 
@@ -179,21 +178,14 @@ class OpenAIStream:
         )
 
 
-class OpenAICompletionsProvider:
+class OpenAICompletionsProvider(HttpProvider):
     """A ``Provider`` for an OpenAI-compatible upstream; one connection pool per instance."""
 
     def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
-        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
-        own connection pool); the provider closes it in ``aclose``."""
-        self._settings = settings
-        self._http = http if http is not None else UpstreamHttp(settings)
+        super().__init__(settings, http=http)
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
         self._headers = upstream_headers(settings, "text/event-stream")
         self._embeddings = OpenAIEmbeddings(settings, self._http)
-
-    @property
-    def id(self) -> str:
-        return self._settings.id
 
     async def stream(self, request: ModelRequest, emit: Emit) -> None:
         """Stream ``request`` from the upstream, emitting events in order, then one ``Finish``.
@@ -206,7 +198,7 @@ class OpenAICompletionsProvider:
             self._url, body=json_body(build_body(request)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
-                document = await upstream.read_json(_JSON_LIMIT)
+                document = await upstream.read_json()
                 for event in translator.feed_chunk(document):
                     await emit(event)
             else:
@@ -219,6 +211,3 @@ class OpenAICompletionsProvider:
     ) -> EmbeddingResult:
         """``POST {baseUrl}/embeddings`` (see ``EmbeddingProvider.embed``)."""
         return await self._embeddings.embed(model, inputs, params)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

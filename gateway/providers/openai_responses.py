@@ -17,29 +17,20 @@ from gateway.providers.base import EmbeddingResult, Emit, ModelRequest, protocol
 from gateway.providers.openai_embeddings import OpenAIEmbeddings
 from gateway.providers.responses_stream import ResponsesStream
 from gateway.providers.responses_wire import response_events, responses_request
-from gateway.providers.upstream_http import UpstreamHttp, json_body, upstream_headers
+from gateway.providers.upstream_http import HttpProvider, UpstreamHttp, json_body, upstream_headers
 from gateway.settings import ProviderSettings
 
 __all__ = ["OpenAIResponsesProvider"]
 
-_JSON_LIMIT = 32 * 1024 * 1024
 
-
-class OpenAIResponsesProvider:
+class OpenAIResponsesProvider(HttpProvider):
     """A ``Provider`` (and ``EmbeddingProvider``) for the Responses API; one connection pool."""
 
     def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
-        """``http``: the upstream client (default: a new ``UpstreamHttp(settings)``, with its
-        own connection pool); the provider closes it in ``aclose``."""
-        self._settings = settings
-        self._http = http if http is not None else UpstreamHttp(settings)
+        super().__init__(settings, http=http)
         self._url = settings.base_url.rstrip("/") + "/responses"
         self._embeddings = OpenAIEmbeddings(settings, self._http)
         self._headers = upstream_headers(settings, "text/event-stream")
-
-    @property
-    def id(self) -> str:
-        return self._settings.id
 
     async def stream(self, request: ModelRequest, emit: Emit) -> None:
         """Stream ``request`` from the upstream, emitting events in order, then one ``Finish``.
@@ -53,7 +44,7 @@ class OpenAIResponsesProvider:
             self._url, body=json_body(responses_request(request, self.id)), headers=self._headers
         ) as upstream:
             if "json" in upstream.content_type.lower():
-                document = await upstream.read_json(_JSON_LIMIT)
+                document = await upstream.read_json()
                 if not isinstance(document, dict):
                     raise protocol_error(self.id, "sent invalid JSON")
                 for event in response_events(document, self.id):
@@ -68,6 +59,3 @@ class OpenAIResponsesProvider:
     ) -> EmbeddingResult:
         """See ``EmbeddingProvider.embed``."""
         return await self._embeddings.embed(model, inputs, params)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

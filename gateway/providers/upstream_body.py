@@ -29,6 +29,8 @@ from gateway.settings import ProviderSettings
 
 __all__ = ["EventTranslator", "UpstreamBody", "transport_error"]
 
+# The most a whole JSON answer (a model that does not stream) may take.
+JSON_LIMIT = 32 * 1024 * 1024
 _DRAIN_LIMIT = 64 * 1024
 _DRAIN_SECONDS = 2.0
 
@@ -127,7 +129,7 @@ class UpstreamBody:
             return b"".join(parts)
         raise self._timeout()
 
-    async def read_json(self, limit: int) -> Any:
+    async def read_json(self, limit: int = JSON_LIMIT) -> Any:
         """The rest of the body as a JSON document (``read_all``); ``ProviderError("protocol")``
         when it is not JSON."""
         try:

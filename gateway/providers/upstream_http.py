@@ -212,6 +212,23 @@ class UpstreamHttp:
         )
 
 
+class HttpProvider:
+    """What every provider on ``UpstreamHttp`` shares: its settings, its upstream client
+    (``http``, default: a new ``UpstreamHttp(settings)`` with its own connection pool), which
+    ``aclose`` closes, and its id."""
+
+    def __init__(self, settings: ProviderSettings, *, http: UpstreamHttp | None = None) -> None:
+        self._settings = settings
+        self._http = http if http is not None else UpstreamHttp(settings)
+
+    @property
+    def id(self) -> str:
+        return self._settings.id
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
 def json_body(document: object) -> bytes:
     """A request body: ``document`` as compact UTF-8 JSON. Made in the call to ``open_stream``
     (``body=json_body(...)``), it is dropped once sent instead of living as long as the
