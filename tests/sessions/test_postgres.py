@@ -6,12 +6,17 @@ contract is ``test_transcript_store``'s and ``test_response_store``'s."""
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
+from collections.abc import Callable
+from functools import partial
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
 import trio
 
+from gateway.sessions.postgres import _transcripts_sql as sql
 from gateway.sessions.postgres._sql import Connection
 from gateway.sessions.postgres.connection import PgDatabase, StoreUnavailable
 from gateway.sessions.postgres.schema import LATEST, MIGRATIONS, SchemaTooNew, migrate
@@ -176,6 +181,78 @@ async def test_resets_and_deletes_from_another_host_leave_whole_turns(pg_url: st
     finally:
         for db in hosts:
             await db.aclose()
+
+
+class _PausedAfterFirst:
+    """A connection whose first statement is followed by a pause until ``resume`` is set."""
+
+    def __init__(self, db: Connection, paused: threading.Event, resume: threading.Event) -> None:
+        self._db, self._paused, self._resume, self._first = db, paused, resume, True
+
+    def execute(self, *args: Any) -> Any:
+        result = self._db.execute(*args)
+        if self._first:
+            self._first = False
+            self._paused.set()
+            assert self._resume.wait(10)
+        return result
+
+
+async def test_a_reset_that_found_no_session_deletes_no_later_turn(pg_url: str) -> None:
+    """A reset whose snapshot predates the session's creation is ordered before it: it must
+    not delete the first turn, committed meanwhile, and leave the turn after it."""
+    db = PgDatabase(pg_url, size=3)
+    events = {
+        name: threading.Event() for name in ["inserted", "updated", "appended", "go1", "go2", "go3"]
+    }
+
+    def hold(name: str, then: str, fn: Callable[[Connection], object]) -> Callable[..., None]:
+        def job(connection: Connection) -> None:
+            fn(connection)
+            events[name].set()
+            assert events[then].wait(10)  # committed when the job returns
+
+        return job
+
+    async def wait(name: str) -> None:
+        assert await trio.to_thread.run_sync(events[name].wait, 10)
+
+    def reset(connection: Connection) -> None:
+        sql.reset(
+            "k", cast(Connection, _PausedAfterFirst(connection, events["updated"], events["go2"]))
+        )
+
+    def append(n: int) -> Callable[[Connection], None]:
+        return partial(sql.append, "k", "main", f"r{n}", turn(n), "complete", None, None)
+
+    reset_done = trio.Event()
+
+    async def run_reset() -> None:
+        await db.run(reset)
+        reset_done.set()
+
+    try:
+        await migrate(db)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(db.run, hold("inserted", "go1", append(1)))
+            await wait("inserted")  # the session and turn 1, not yet committed
+            nursery.start_soon(run_reset)
+            await wait("updated")  # the reset's snapshot had no session
+            events["go1"].set()  # turn 1 commits
+            nursery.start_soon(db.run, hold("appended", "go3", append(2)))
+            await wait("appended")  # turn 2 holds the session's row, not yet committed
+            events["go2"].set()  # the reset goes on and commits
+            await reset_done.wait()
+            events["go3"].set()
+        page = await PgTranscripts(db).history("k", 10, None)
+        assert page is not None
+        assert [(entry.seq, entry.run_id) for entry in page.entries] == [
+            (1, "r1"), (2, "r1"), (3, "r2"), (4, "r2"),
+        ]  # fmt: skip
+    finally:
+        for event in events.values():
+            event.set()
+        await db.aclose()
 
 
 async def test_the_password_never_shows(caplog: pytest.LogCaptureFixture) -> None:

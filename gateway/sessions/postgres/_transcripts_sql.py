@@ -5,7 +5,8 @@ shared with the SQLite store.
 Order across hosts: every write to a session first locks its ``gateway_sessions`` row (the
 upsert of ``append``, the update of ``reset``, the delete of ``delete``) and only then reads or
 changes its messages, in later statements, which see everything committed before the lock was
-granted. So appends to one session from any number of hosts number their messages one after
+granted. A reset or delete that finds no row (none committed when its statement began) changes
+nothing: it comes before any append creating the session meanwhile. So appends to one session from any number of hosts number their messages one after
 the other, without gaps or duplicates, and a turn never lands beside a reset or a delete.
 Times come from the database's clock, one clock for every host; a session's ``updated_at_ms``
 never goes back.
@@ -170,9 +171,13 @@ def reset(key: str, db: Connection) -> bool:
         " WHERE key = %s",
         (key,),
     )
+    if updated.rowcount == 0:
+        # No session in this statement's snapshot: the reset comes before any creating it
+        # meanwhile, whose messages (committed by now or not) it must leave alone.
+        return False
     db.execute("DELETE FROM gateway_messages WHERE session_key = %s", (key,))
     _notify(key, db)
-    return updated.rowcount > 0
+    return True
 
 
 def delete(key: str, db: Connection) -> bool:
