@@ -6,8 +6,9 @@ Order across hosts: every write to a session first locks its ``gateway_sessions`
 upsert of ``append``, the update of ``reset``, the delete of ``delete``) and only then reads or
 changes its messages, in later statements, which see everything committed before the lock was
 granted. A reset or delete that finds no row (none committed when its statement began) changes
-nothing: it comes before any append creating the session meanwhile. So appends to one session from any number of hosts number their messages one after
-the other, without gaps or duplicates, and a turn never lands beside a reset or a delete.
+nothing: it comes before any append creating the session meanwhile. So appends to one session
+from any number of hosts number their messages one after the other, without gaps or
+duplicates, and a turn never lands beside a reset or a delete.
 Times come from the database's clock, one clock for every host; a session's ``updated_at_ms``
 never goes back.
 
