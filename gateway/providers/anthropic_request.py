@@ -24,20 +24,24 @@ Anthropic has no equivalent for ``seed``, ``presence_penalty``, ``frequency_pena
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.providers.base import ModelRequest, ProviderError, max_output_tokens
+from gateway.providers.base import ModelRequest, max_output_tokens
+from gateway.providers.chat_parts import (
+    bad_request,
+    call_arguments,
+    data_uri,
+    function_tools,
+    image_url,
+    tool_call_id,
+)
 from gateway.settings import ProviderSettings
 from gateway.types import ChatMessage, JSONObject
 
 __all__ = ["DEFAULT_MAX_TOKENS", "anthropic_request", "translate_messages"]
 
 DEFAULT_MAX_TOKENS = 4096
-
-_DATA_URI = re.compile(r"data:(?P<type>[^;,]+)(?P<params>(?:;[^,]*)?),(?P<data>.*)", re.DOTALL)
 
 
 def anthropic_request(request: ModelRequest, settings: ProviderSettings) -> JSONObject:
@@ -65,7 +69,7 @@ def anthropic_request(request: ModelRequest, settings: ProviderSettings) -> JSON
         body["stop_sequences"] = [stop]
     elif isinstance(stop, list) and stop:
         body["stop_sequences"] = list(stop)
-    tools = [_tool(tool) for tool in params.get("tools") or () if _is_function_tool(tool)]
+    tools = [_tool(function) for function in function_tools(params)]
     if tools:
         body["tools"] = tools
         choice = _tool_choice(params.get("tool_choice"))
@@ -94,7 +98,7 @@ def translate_messages(
         elif role == "user":
             target, blocks = "user", _blocks(message, provider)
         else:
-            raise _bad(provider, f"Unsupported message role {role!r} for Anthropic")
+            raise bad_request(provider, f"Unsupported message role {role!r} for Anthropic")
         if not blocks:
             continue
         if result and result[-1]["role"] == target:
@@ -120,56 +124,36 @@ def _blocks(message: ChatMessage, provider: str) -> list[JSONObject]:
             if isinstance(text, str) and text:
                 blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
-            blocks.append(_image(part.get("image_url"), provider))
+            blocks.append(_image(part, provider))
         else:
-            raise _bad(provider, f"Unsupported content part type {kind!r} for Anthropic")
+            raise bad_request(provider, f"Unsupported content part type {kind!r} for Anthropic")
     return blocks
 
 
-def _image(image: Any, provider: str) -> JSONObject:
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise _bad(provider, "An image_url part has no url")
+def _image(part: Mapping[str, Any], provider: str) -> JSONObject:
+    url = image_url(part, provider)
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    match = _DATA_URI.fullmatch(url)
-    if match is None or ";base64" not in match["params"]:
-        raise _bad(provider, "Images must be base64 data: URIs")
-    return {
-        "type": "image",
-        "source": {"type": "base64", "media_type": match["type"], "data": match["data"]},
-    }
+    media_type, data = data_uri(url, provider)
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
 def _tool_uses(message: ChatMessage, provider: str) -> list[JSONObject]:
     blocks: list[JSONObject] = []
     for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        arguments = function.get("arguments") or "{}"
-        try:
-            parsed = json.loads(arguments)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise _bad(
-                provider, f"Tool call {call.get('id')!r} has arguments that are not a JSON object"
-            )
         blocks.append(
             {
                 "type": "tool_use",
                 "id": call.get("id"),
-                "name": function.get("name"),
-                "input": parsed,
+                "name": (call.get("function") or {}).get("name"),
+                "input": call_arguments(call, provider),
             }
         )
     return blocks
 
 
 def _tool_result(message: ChatMessage, provider: str) -> JSONObject:
-    tool_call_id = message.get("tool_call_id")
-    if not tool_call_id:
-        raise _bad(provider, "A tool message has no tool_call_id")
-    block: JSONObject = {"type": "tool_result", "tool_use_id": tool_call_id}
+    block: JSONObject = {"type": "tool_result", "tool_use_id": tool_call_id(message, provider)}
     content = message.get("content")
     if isinstance(content, str):
         block["content"] = content
@@ -178,12 +162,7 @@ def _tool_result(message: ChatMessage, provider: str) -> JSONObject:
     return block
 
 
-def _is_function_tool(tool: Any) -> bool:
-    return isinstance(tool, dict) and tool.get("type", "function") == "function"
-
-
-def _tool(tool: JSONObject) -> JSONObject:
-    function = tool.get("function") or {}
+def _tool(function: JSONObject) -> JSONObject:
     result: JSONObject = {
         "name": function.get("name"),
         "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
@@ -213,7 +192,3 @@ def _max_tokens(request: ModelRequest, settings: ProviderSettings) -> int:
         if model.id == request.model and model.max_tokens:
             return model.max_tokens
     return DEFAULT_MAX_TOKENS
-
-
-def _bad(provider: str, message: str) -> ProviderError:
-    return ProviderError("bad_request", message, provider=provider)

@@ -28,6 +28,7 @@ __all__ = [
     "new_call_id",
     "reasoning_effort",
     "text_of",
+    "tool_call_id",
     "tool_names",
 ]
 
@@ -92,6 +93,14 @@ def call_arguments(call: ToolCall, provider: str) -> JSONObject:
             provider, f"Tool call {call.get('id')!r} has arguments that are not a JSON object"
         )
     return parsed
+
+
+def tool_call_id(message: ChatMessage, provider: str) -> str:
+    """The call a ``tool`` message answers; a message naming none is a bad request."""
+    call_id = message.get("tool_call_id")
+    if not call_id:
+        raise bad_request(provider, "A tool message has no tool_call_id")
+    return call_id
 
 
 def tool_names(messages: Iterable[ChatMessage]) -> dict[str, str]:

@@ -46,6 +46,7 @@ from gateway.providers.chat_parts import (
     image_url,
     reasoning_effort,
     text_of,
+    tool_call_id,
     tool_names,
 )
 from gateway.providers.gemini_schema import gemini_schema
@@ -150,9 +151,7 @@ def _calls(message: ChatMessage, signed: bool, provider: str) -> list[JSONObject
 
 
 def _function_response(message: ChatMessage, names: dict[str, str], provider: str) -> JSONObject:
-    call_id = message.get("tool_call_id")
-    if not call_id:
-        raise bad_request(provider, "A tool message has no tool_call_id")
+    call_id = tool_call_id(message, provider)
     name = names.get(call_id)
     if name is None:
         raise bad_request(provider, f"Tool result {call_id!r} answers no assistant tool call")

@@ -29,6 +29,7 @@ from gateway.providers.chat_parts import (
     image_url,
     reasoning_effort,
     text_of,
+    tool_call_id,
     tool_names,
 )
 from gateway.types import ChatMessage, JSONObject
@@ -95,9 +96,7 @@ def translate_messages(messages: Sequence[ChatMessage], provider: str = "") -> l
     for message in messages:
         role = message["role"]
         if role == "tool":
-            call_id = message.get("tool_call_id")
-            if not call_id:
-                raise bad_request(provider, "A tool message has no tool_call_id")
+            call_id = tool_call_id(message, provider)
             entry: JSONObject = {"role": "tool", "content": text_of(message.get("content"), "\n")}
             if call_id in names:
                 entry["tool_name"] = names[call_id]

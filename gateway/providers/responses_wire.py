@@ -40,6 +40,7 @@ from gateway.providers.chat_parts import (
     new_call_id,
     reasoning_effort,
     text_of,
+    tool_call_id,
 )
 from gateway.providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.upstream_errors import error_from_event
@@ -103,9 +104,7 @@ def input_items(messages: Sequence[ChatMessage], provider: str = "") -> list[JSO
     for message in messages:
         role = message["role"]
         if role == "tool":
-            call_id = message.get("tool_call_id")
-            if not call_id:
-                raise bad_request(provider, "A tool message has no tool_call_id")
+            call_id = tool_call_id(message, provider)
             output = text_of(message.get("content"))
             items.append({"type": "function_call_output", "call_id": call_id, "output": output})
             continue
