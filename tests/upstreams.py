@@ -1,6 +1,7 @@
 """What the end-to-end tests of the provider kinds share: a gateway whose agent's model is a
 provider of one kind on the fake upstream (with an OpenAI-compatible ``backup`` provider for
-fallbacks), a chat completion through it, and the documents of an SSE answer."""
+fallbacks), a chat completion through it, the documents of an SSE answer, and a conversation
+with a tool call answered."""
 
 from __future__ import annotations
 
@@ -50,3 +51,17 @@ def sse(response: httpx.Response) -> list[Any]:
             data = block[6:]
             out.append(data if data == "[DONE]" else json.loads(data))
     return out
+
+
+def weather_answered(call_id: str) -> list[dict[str, Any]]:
+    """A conversation whose last message answers the assistant's ``get_weather`` call."""
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21 C"},
+    ]

@@ -15,7 +15,7 @@ import trio
 from gateway.testing import FakeToolCall, FakeUpstream, Script, open_fake_upstream
 from tests.harness import start_server
 from tests.rawhttp import open_request, read_until
-from tests.upstreams import chat, serve, sse
+from tests.upstreams import chat, serve, sse, weather_answered
 
 APIS = ["openai-completions", "anthropic-messages"]
 # Every kind (the others' own relaying is in ``test_upstream_kinds``).
@@ -86,21 +86,7 @@ async def test_tools_both_ways(nursery: trio.Nursery, up: FakeUpstream, api: str
     follow_up = await chat(
         server,
         tools=tools,
-        messages=[
-            {"role": "user", "content": "Weather in Paris?"},
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21 C"},
-        ],
+        messages=weather_answered(call_id),
     )
     assert follow_up.json()["choices"][0]["message"]["content"] == "It is sunny."
     sent = json.dumps(up.requests[2].body)
