@@ -1,4 +1,5 @@
-"""Helpers for provider tests: settings pointing at a fake upstream, and event collection."""
+"""Helpers for provider tests: settings pointing at a fake upstream, event collection, and a
+consumer that can stop reading."""
 
 from __future__ import annotations
 
@@ -28,6 +29,25 @@ PROVIDERS: dict[ProviderApi, Any] = {
     "google-generative-ai": GoogleGenerativeAIProvider,
     "ollama": OllamaProvider,
 }
+
+
+class Consumer:
+    """An ``emit`` that counts text deltas, and blocks after ``block_after`` of them like a
+    consumer that stopped reading."""
+
+    def __init__(self, block_after: int | None = None) -> None:
+        self.texts = 0
+        self.block_after = block_after
+        self.progressed = trio.Event()
+        self.blocked = trio.Event()
+
+    async def __call__(self, event: ProviderEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.texts += 1
+            self.progressed.set()
+            if self.block_after is not None and self.texts >= self.block_after:
+                self.blocked.set()
+                await trio.sleep_forever()
 
 
 def base_url_for(up: FakeUpstream, api: ProviderApi) -> str:

@@ -10,10 +10,10 @@ import pytest
 import trio
 import trio.testing
 
-from gateway.agents.events import ProviderEvent, TextDelta
 from gateway.settings import ProviderApi
 from gateway.testing import FakeUpstream, Script
 from tests.providers.support import (
+    Consumer,
     base_url_for,
     collect,
     open_provider,
@@ -25,24 +25,6 @@ from tests.providers.support import (
 pytestmark = pytest.mark.parametrize("api", ["openai-responses", "google-generative-ai", "ollama"])
 
 MAX_LATENCY = 0.1  # seconds from cancel() to the upstream seeing its connection closed
-
-
-class Consumer:
-    """An ``emit`` that counts text deltas, and blocks after ``block_after`` of them."""
-
-    def __init__(self, block_after: int | None = None) -> None:
-        self.texts = 0
-        self.block_after = block_after
-        self.progressed = trio.Event()
-        self.blocked = trio.Event()
-
-    async def __call__(self, event: ProviderEvent) -> None:
-        if isinstance(event, TextDelta):
-            self.texts += 1
-            self.progressed.set()
-            if self.block_after is not None and self.texts >= self.block_after:
-                self.blocked.set()
-                await trio.sleep_forever()
 
 
 PHASES: dict[str, tuple[Script, str, int | None]] = {

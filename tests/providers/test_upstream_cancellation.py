@@ -17,10 +17,10 @@ import pytest
 import trio
 import trio.testing
 
-from gateway.agents.events import ProviderEvent, TextDelta
 from gateway.settings import ProviderApi
 from gateway.testing import FakeUpstream, RequestRecord, Script
 from tests.providers.support import (
+    Consumer,
     collect,
     open_provider,
     request,
@@ -32,24 +32,6 @@ from tests.providers.support import (
 MAX_LATENCY = 0.1  # seconds from cancel() to the upstream seeing its connection closed
 
 pytestmark = pytest.mark.parametrize("api", ["openai-completions", "anthropic-messages"])
-
-
-class Consumer:
-    """An ``emit`` that counts text deltas and can block like a consumer that stopped reading."""
-
-    def __init__(self, block_after: int | None = None) -> None:
-        self.texts = 0
-        self.block_after = block_after
-        self.progressed = trio.Event()
-        self.blocked = trio.Event()
-
-    async def __call__(self, event: ProviderEvent) -> None:
-        if isinstance(event, TextDelta):
-            self.texts += 1
-            self.progressed.set()
-            if self.block_after is not None and self.texts >= self.block_after:
-                self.blocked.set()
-                await trio.sleep_forever()
 
 
 async def in_phase_waiting_for_headers(record: RequestRecord, consumer: Consumer) -> None:
