@@ -1,10 +1,10 @@
-"""Helpers for provider tests: settings pointing at a fake upstream, event collection, and a
-consumer that can stop reading."""
+"""Helpers for provider tests: settings pointing at a fake upstream, event collection, a consumer
+that can stop reading, and streams decoded from every cut of their bytes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,8 +18,11 @@ from gateway.providers.google_generative_ai import GoogleGenerativeAIProvider
 from gateway.providers.ollama import OllamaProvider
 from gateway.providers.openai_completions import OpenAICompletionsProvider
 from gateway.providers.openai_responses import OpenAIResponsesProvider
+from gateway.providers.upstream_ndjson import NDJSONDecoder
+from gateway.providers.upstream_sse import SSEDecoder
 from gateway.settings import ModelSettings, ProviderApi, ProviderSettings
 from gateway.testing import FakeUpstream
+from gateway.testing.fake_upstream_script import Send
 from gateway.types import ChatMessage
 
 PROVIDERS: dict[ProviderApi, Any] = {
@@ -48,6 +51,43 @@ class Consumer:
             if self.block_after is not None and self.texts >= self.block_after:
                 self.blocked.set()
                 await trio.sleep_forever()
+
+
+def sent_bytes(steps: Iterable[object]) -> bytes:
+    """All that a fake upstream's ``steps`` send."""
+    return b"".join(step.data for step in steps if isinstance(step, Send))
+
+
+def same_at_every_cut(
+    body: bytes, translate: Callable[[bytes, bytes], list[ProviderEvent]]
+) -> list[ProviderEvent]:
+    """The events ``translate`` makes of ``body`` in two pieces, cut at every byte in turn;
+    they must be the same for every cut."""
+    expected = translate(body, b"")
+    for cut in range(len(body)):
+        assert translate(body[:cut], body[cut:]) == expected, cut
+    return expected
+
+
+def sse_events(stream: Any, *pieces: bytes) -> list[ProviderEvent]:
+    """What a stream translator makes of the SSE ``pieces``, fed in order, then finished."""
+    decoder = SSEDecoder()
+    events: list[ProviderEvent] = []
+    for piece in pieces:
+        for event in decoder.feed(piece):
+            events.extend(stream.feed(event))
+    for event in decoder.close():
+        events.extend(stream.feed(event))
+    events.extend(stream.finish())
+    return events
+
+
+def ndjson_events(stream: Any, *pieces: bytes) -> list[ProviderEvent]:
+    """What a stream translator makes of the NDJSON ``pieces``, fed in order, then finished."""
+    decoder = NDJSONDecoder()
+    values = [value for piece in pieces for value in decoder.feed(piece)]
+    events = [event for value in [*values, *decoder.close()] for event in stream.feed(value)]
+    return [*events, *stream.finish()]
 
 
 def base_url_for(up: FakeUpstream, api: ProviderApi) -> str:

@@ -8,10 +8,10 @@ import pytest
 from gateway.agents.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.base import ProviderError
 from gateway.providers.gemini_stream import GeminiStream
-from gateway.providers.upstream_sse import SSEDecoder, SSEEvent
+from gateway.providers.upstream_sse import SSEEvent
 from gateway.testing import FakeToolCall, Script
 from gateway.testing.fake_upstream_gemini import gemini_stream
-from gateway.testing.fake_upstream_script import Send
+from tests.providers.support import same_at_every_cut, sent_bytes, sse_events
 
 
 def chunk(*parts: dict[str, Any], finish: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -126,21 +126,8 @@ def test_blank_event_and_empty_stream() -> None:
 
 def test_the_fake_stream_split_at_every_byte() -> None:
     script = Script(text="Grüße 🌍 and more", tool_calls=(FakeToolCall("f", '{"a": 1}', id="g"),))
-    body = b"".join(step.data for step in gemini_stream(script, {}) if isinstance(step, Send))
-    expected: list[ProviderEvent] | None = None
-    for cut in range(len(body) + 1):
-        decoder = SSEDecoder()
-        stream = GeminiStream("p")
-        events: list[ProviderEvent] = []
-        for piece in (body[:cut], body[cut:]):
-            for sse in decoder.feed(piece):
-                events.extend(stream.feed(sse))
-        for sse in decoder.close():
-            events.extend(stream.feed(sse))
-        events.extend(stream.finish())
-        expected = expected or events
-        assert events == expected
-    assert expected is not None
+    body = sent_bytes(gemini_stream(script, {}))
+    expected = same_at_every_cut(body, lambda *pieces: sse_events(GeminiStream("p"), *pieces))
     assert "".join(e.text for e in expected if isinstance(e, TextDelta)) == script.text
     assert expected[-3:] == [
         ToolCallDelta(0, '{"a": 1}', id="g", name="f"),

@@ -8,10 +8,9 @@ import pytest
 from gateway.agents.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.base import ProviderError
 from gateway.providers.ollama_stream import OllamaStream
-from gateway.providers.upstream_ndjson import NDJSONDecoder
 from gateway.testing import FakeToolCall, Script
 from gateway.testing.fake_upstream_ollama import ollama_stream
-from gateway.testing.fake_upstream_script import Send
+from tests.providers.support import ndjson_events, same_at_every_cut, sent_bytes
 
 
 def line(content: str = "", done: bool = False, **fields: Any) -> dict[str, Any]:
@@ -91,18 +90,8 @@ def test_lines_after_done_are_not_even_parsed() -> None:
 
 def test_the_fake_stream_split_at_every_byte() -> None:
     script = Script(text="Hej, världen 👋", tool_calls=(FakeToolCall("f", '{"a": 1}', id="o"),))
-    body = b"".join(step.data for step in ollama_stream(script, {}) if isinstance(step, Send))
-    expected: list[ProviderEvent] | None = None
-    for cut in range(len(body) + 1):
-        decoder = NDJSONDecoder()
-        stream = OllamaStream("p")
-        events: list[ProviderEvent] = []
-        for value in [*decoder.feed(body[:cut]), *decoder.feed(body[cut:]), *decoder.close()]:
-            events.extend(stream.feed(value))
-        events.extend(stream.finish())
-        expected = expected or events
-        assert events == expected
-    assert expected is not None
+    body = sent_bytes(ollama_stream(script, {}))
+    expected = same_at_every_cut(body, lambda *pieces: ndjson_events(OllamaStream("p"), *pieces))
     assert "".join(e.text for e in expected if isinstance(e, TextDelta)) == script.text
     assert expected[-3:] == [
         ToolCallDelta(0, '{"a": 1}', id="o", name="f"),

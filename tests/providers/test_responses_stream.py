@@ -8,10 +8,10 @@ import pytest
 from gateway.agents.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from gateway.providers.base import ProviderError
 from gateway.providers.responses_stream import ResponsesStream
-from gateway.providers.upstream_sse import SSEDecoder, SSEEvent
+from gateway.providers.upstream_sse import SSEEvent
 from gateway.testing import FakeToolCall, Script
 from gateway.testing.fake_upstream_responses import responses_stream
-from gateway.testing.fake_upstream_script import Send
+from tests.providers.support import same_at_every_cut, sent_bytes, sse_events
 
 
 def run(*docs: dict[str, Any]) -> list[ProviderEvent]:
@@ -180,21 +180,8 @@ def test_empty_stream_is_a_protocol_error() -> None:
 def test_the_fake_stream_split_at_every_byte() -> None:
     # The fake upstream's own stream, decoded and translated from every possible split.
     script = Script(text="Hi there, wörld 😀", tool_calls=(FakeToolCall("f", '{"a": [1, 2]}'),))
-    body = b"".join(step.data for step in responses_stream(script, {}) if isinstance(step, Send))
-    expected: list[ProviderEvent] | None = None
-    for cut in range(len(body) + 1):
-        decoder = SSEDecoder()
-        stream = ResponsesStream("p")
-        events: list[ProviderEvent] = []
-        for piece in (body[:cut], body[cut:]):
-            for sse in decoder.feed(piece):
-                events.extend(stream.feed(sse))
-        for sse in decoder.close():
-            events.extend(stream.feed(sse))
-        events.extend(stream.finish())
-        expected = expected or events
-        assert events == expected
-    assert expected is not None
+    body = sent_bytes(responses_stream(script, {}))
+    expected = same_at_every_cut(body, lambda *pieces: sse_events(ResponsesStream("p"), *pieces))
     assert "".join(e.text for e in expected if isinstance(e, TextDelta)) == script.text
     calls = [e for e in expected if isinstance(e, ToolCallDelta)]
     assert calls[0] == ToolCallDelta(0, "", id="call_fake_0", name="f")
