@@ -18,7 +18,8 @@ from tests.rawhttp import open_request, read_until
 from tests.upstreams import chat, serve, sse, weather_answered
 
 APIS = ["openai-completions", "anthropic-messages"]
-# Every kind (the others' own relaying is in ``test_upstream_kinds``).
+# Every kind (the others' own relaying is in ``test_upstream_kinds``): error mapping, and the
+# upstream seeing its connection close when the client leaves.
 ALL_APIS = [*APIS, "openai-responses", "google-generative-ai", "ollama"]
 LIMIT = 0.1
 
@@ -204,7 +205,7 @@ async def test_fallback_to_another_provider(nursery: trio.Nursery, up: FakeUpstr
     assert up.requests[1].body["model"] == "b"
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", ALL_APIS)
 @pytest.mark.parametrize(
     ("phase", "script", "stream"),
     [
@@ -233,6 +234,8 @@ async def test_disconnect_closes_the_upstream(
         await record.wait_for("first_byte")
         if stream:
             await read_until(client, b'"content":"w0')
+    elif phase != "waiting for headers":
+        await record.wait_for("headers_sent")
     closed_at = time.monotonic()
     await client.aclose()
     with trio.fail_after(2):
